@@ -1,0 +1,151 @@
+"""The ``pdfqa`` command line: index, search, info, remove (a thin layer over :class:`Collection`)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import PdfqaError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Question answering over PDFs: index PDFs into a collection, then search it.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+CollectionOpt = typer.Option(..., "--collection", "-c", help="Collection directory.")
+
+
+def _fail(e: Exception, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _dump(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.command()
+def index(
+    paths: List[Path] = typer.Argument(None, help="PDF files and folders (searched recursively for *.pdf)."),
+    collection: Path = CollectionOpt,
+    embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Embedder spec (default e5-small). On an "
+                                           "existing collection, adds an index for it over the same chunks."),
+    chunk_tokens: int = typer.Option(256, help="Maximum chunk size in the embedder's tokens (new collections)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Index PDFs: unchanged files are skipped, changed files replaced; failures listed with causes."""
+    from .collection import Collection
+
+    try:
+        col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens)
+        report = col.index(paths or [], progress=not quiet and not as_json,
+                           on_file=None if as_json else _print_file)
+    except PdfqaError as e:
+        _fail(e)
+    if as_json:
+        _dump(report.to_json())
+    else:
+        info_pages = sum(f.pages for f in report.indexed)
+        info_chunks = sum(f.chunks for f in report.indexed)
+        out.print(f"{len(report.indexed)} indexed ({info_pages} pages, {info_chunks} chunks), "
+                  f"{len(report.unchanged)} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s")
+        for f in report.failed:
+            out.print(f"  [red]skipped[/red] {f.error}", highlight=False)
+    if not paths:
+        raise typer.Exit(0)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_file(f) -> None:
+    if f.status == "failed":
+        err.print(f"[red]✗[/red] {f.error}", highlight=False)
+        return
+    note = f" ({len(f.skipped_pages)} pages skipped: {f.skipped_pages[0][1]}…)" if f.skipped_pages else ""
+    extra = "" if f.status == "unchanged" else f", {f.embedded} embedded, {f.seconds:.1f}s"
+    out.print(f"[green]✓[/green] {f.doc}: {f.status}, {f.pages} pages, {f.chunks} chunks{extra}{note}", highlight=False)
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="What to look for (any language)."),
+    collection: Path = CollectionOpt,
+    k: int = typer.Option(5, "-k", help="Number of hits."),
+    embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Which index to search."),
+    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+) -> None:
+    """Print the top-k chunks for QUERY with file, page and score."""
+    from .collection import Collection
+
+    try:
+        with Collection.open(collection, embedder=embedder, readonly=True) as col:
+            hits = col.search(query, k=k)
+    except PdfqaError as e:
+        _fail(e)
+    if as_json:
+        _dump({"query": query, "hits": [h.to_json() for h in hits]})
+        return
+    for i, h in enumerate(hits, 1):
+        c = h.chunk
+        label = f" (p. {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""
+        pages = "-".join(map(str, (c.pages[0], c.pages[-1]))) if len(c.pages) > 1 else str(c.page)
+        head = " > ".join(c.heading_path)
+        out.print(f"[bold]{i}. {c.doc}[/bold] page {pages}{label}  score {h.score:.3f}"
+                  + (f"  [dim]{head}[/dim]" if head else ""), highlight=False)
+        text = " ".join(c.text.split())
+        out.print(f"   {text[:300]}{'…' if len(text) > 300 else ''}", highlight=False)
+
+
+@app.command()
+def info(collection: Path = CollectionOpt,
+         as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Show the collection's documents, chunk counts, embedders and format."""
+    from .collection import Collection
+
+    try:
+        with Collection.open(collection, readonly=True) as col:
+            data = col.info()
+    except PdfqaError as e:
+        _fail(e)
+    if as_json:
+        _dump(data)
+        return
+    out.print(f"[bold]{data['path']}[/bold]: {data['n_documents']} documents, {data['n_chunks']} chunks, "
+              f"format v{data['format_version']}")
+    for spec, e in data["embedders"].items():
+        default = " (default)" if spec == data["default_embedder"] else ""
+        out.print(f"  embedder {spec}{default}: {e['dim']}-d, {e['index']} index, {e['vectors']} vectors")
+    table = Table("document", "pages", "chunks", "skipped pages")
+    for d in data["documents"]:
+        table.add_row(d["doc"], str(d["pages"]), str(d["chunks"]), str(len(d["skipped"])))
+    out.print(table)
+
+
+@app.command()
+def remove(doc: str = typer.Argument(..., help="Document name (file name) as shown by `pdfqa info`."),
+           collection: Path = CollectionOpt) -> None:
+    """Delete a document and its chunks from the collection."""
+    from .collection import Collection
+
+    try:
+        with Collection.open(collection) as col:
+            found = col.remove(doc)
+            names = [d.doc for d in col.documents()]
+    except PdfqaError as e:
+        _fail(e)
+    if not found:
+        _fail(PdfqaError(f"no document {doc!r} in {collection}; documents: {', '.join(names) or 'none'}"), 1)
+    out.print(f"removed {doc}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Read a PDF into pages of visual lines with layout facts, page labels and the outline.
+
+Two backends: ``pdfium`` (pypdfium2; the default: ~20× faster than pypdf here, reads files pypdf
+rejects, decodes fonts whose ToUnicode maps are broken, and gives font sizes for structure) and
+``pypdf`` (pure Python; text only, no layout). See ``benchmarks/README.md`` for the measurement.
+
+>>> from pdfqa.pdf import read_pdf
+>>> content = read_pdf("examples/elte_nlp_3-tokenization.pdf")      # doctest: +SKIP
+>>> content.pages[1].number, content.pages[1].label, content.pages[1].lines[0].text  # doctest: +SKIP
+(2, None, 'Baseline: splitting on whitespace')
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from ..documents import Line, Page, PdfContent
+from ..errors import PdfReadError, UnknownComponentError
+from .quality import assess_page_text
+
+READERS = ("pdfium", "pypdf")
+DEFAULT_READER = "pdfium"
+#: refuse files beyond these by default (a clear error instead of hours of work or memory blow-up)
+MAX_BYTES = 512 * 1024 * 1024
+MAX_PAGES = 10_000
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_pdf_file(path: Path, max_bytes: int = MAX_BYTES) -> None:
+    """Cheap checks before a parser sees the file: exists, not empty, a PDF header, an end marker."""
+    if not path.exists():
+        raise PdfReadError(path, "file not found")
+    if not path.is_file():
+        raise PdfReadError(path, "not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise PdfReadError(path, "empty file (0 bytes)")
+    if size > max_bytes:
+        raise PdfReadError(path, f"file too large ({size / 2**20:.0f} MiB > limit {max_bytes / 2**20:.0f} MiB)")
+    with open(path, "rb") as f:
+        head = f.read(1024)
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+    if b"%PDF-" not in head:
+        kind = _sniff(head)
+        raise PdfReadError(path, f"not a PDF (no %PDF- header; looks like {kind})")
+    if b"%%EOF" not in tail:
+        raise PdfReadError(path, "truncated PDF (no %%EOF end marker; incomplete download or copy?)")
+
+
+def _sniff(head: bytes) -> str:
+    for magic, kind in ((b"PK\x03\x04", "a ZIP/Office file"), (b"\x89PNG", "a PNG image"),
+                        (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                        (b"{\\rtf", "an RTF document"), (b"\xd0\xcf\x11\xe0", "an old Office file")):
+        if head.startswith(magic):
+            return kind
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "an HTML page"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "binary data"
+
+
+def read_pdf(path: str | Path, *, reader: str = DEFAULT_READER, max_pages: int = MAX_PAGES,
+             max_bytes: int = MAX_BYTES, password: str | None = None) -> PdfContent:
+    """Read ``path`` into a :class:`~pdfqa.documents.PdfContent`.
+
+    Every page is kept (1-based ``number``, printed ``label``); pages whose text is missing or
+    garbled carry a ``skip_reason``. Raises :class:`~pdfqa.errors.PdfReadError` with a one-line
+    cause for files that cannot be read (password, corrupt, truncated, empty, not a PDF, too big).
+    """
+    path = Path(path)
+    if reader not in READERS:
+        raise UnknownComponentError("reader", reader, list(READERS))
+    check_pdf_file(path, max_bytes)
+    doc_hash = file_sha256(path)
+    fn = _read_pdfium if reader == "pdfium" else _read_pypdf
+    try:
+        pages, outline = fn(path, max_pages, password)
+    except PdfReadError:
+        raise
+    except Exception as e:  # parsers raise many types; the user needs the file and a cause
+        raise PdfReadError(path, f"corrupt or unsupported PDF ({type(e).__name__}: {str(e)[:160]})") from e
+    for page in pages:
+        if page.skip_reason is None:
+            page.skip_reason = assess_page_text(page.text)
+    return PdfContent(path=str(path), doc=path.name, doc_hash=doc_hash, pages=pages, outline=outline, reader=reader)
+
+
+# ---------------------------------------------------------------- pdfium
+
+
+def _pdfium_open(path: Path, password: str | None):
+    import pypdfium2 as pdfium
+
+    try:
+        return pdfium.PdfDocument(str(path), password=password)
+    except pdfium.PdfiumError as e:
+        code = getattr(e, "err_code", None)
+        causes = {
+            1: "unknown PDFium error", 2: "file not found or unreadable",
+            3: "corrupt PDF (data format error)", 4: "password-protected (a password is required)",
+            5: "unsupported security handler (encryption)", 6: "page not found or damaged",
+        }
+        raise PdfReadError(path, causes.get(code, f"cannot open ({e})")) from e
+
+
+def _page_count(path: Path, n: int, max_pages: int) -> None:
+    if n == 0:
+        raise PdfReadError(path, "PDF has no pages")
+    if n > max_pages:
+        raise PdfReadError(path, f"too many pages ({n} > limit {max_pages}); split the file or raise max_pages")
+
+
+def _read_pdfium(path: Path, max_pages: int, password: str | None):
+    pdf = _pdfium_open(path, password)
+    try:
+        n = len(pdf)
+        _page_count(path, n, max_pages)
+        outline = []
+        try:
+            for bm in pdf.get_toc(max_depth=6):
+                dest = bm.get_dest()
+                idx = dest.get_index() if dest is not None else None
+                title = (bm.get_title() or "").strip()
+                if idx is not None and title:
+                    outline.append((bm.level + 1, title, idx + 1))
+        except Exception:  # a broken outline must not cost the text
+            outline = []
+        pages = []
+        for i in range(n):
+            label = pdf.get_page_label(i) or None
+            page = pdf[i]
+            try:
+                pages.append(_pdfium_page(page, i + 1, label))
+            finally:
+                page.close()
+        return pages, outline
+    finally:
+        pdf.close()
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _pdfium_page(page, number: int, label: str | None) -> Page:
+    import pypdfium2.raw as raw
+
+    vw, vh = page.get_size()  # PDFium reports the rotated (visual) size
+    rot = page.get_rotation() % 360
+    w, h = (vh, vw) if rot in (90, 270) else (vw, vh)
+    tp = page.get_textpage()
+    try:
+        text = tp.get_text_range()
+        nchars = tp.count_chars()
+        rect, mat = raw.FS_RECTF(), raw.FS_MATRIX()
+
+        def metrics(i: int):
+            i = min(i, nchars - 1)
+            raw.FPDFText_GetLooseCharBox(tp.raw, i, rect)
+            raw.FPDFText_GetMatrix(tp.raw, i, mat)
+            scale = abs(mat.a * mat.d - mat.b * mat.c) ** 0.5 or 1.0
+            size = raw.FPDFText_GetFontSize(tp.raw, i) * scale
+            weight = raw.FPDFText_GetFontWeight(tp.raw, i)
+            x0, y0, x1, y1 = _visual_box(rect.left, rect.bottom, rect.right, rect.top, rot, w, h)
+            return size, weight, x0, y0, x1, y1
+
+        frags: list[Line] = []
+        pos = 0
+        for m in list(_LINE_BREAK.finditer(text)) + [None]:
+            end = m.start() if m else len(text)
+            seg = text[pos:end]
+            stripped = seg.strip()
+            if stripped and nchars > 0:
+                a = pos + (len(seg) - len(seg.lstrip()))
+                b = pos + len(seg.rstrip()) - 1
+                s0, w0, ax0, ay0, ax1, ay1 = metrics(a)
+                s1, w1, bx0, by0, bx1, by1 = metrics(b)
+                mid = metrics((a + b) // 2)
+                frags.append(Line(
+                    text=" ".join(stripped.split()), size=round(max(s0, mid[0]), 1),
+                    bold=w0 >= 600 and mid[1] >= 600,
+                    x0=min(ax0, bx0), y0=min(ay0, by0, mid[3]), x1=max(ax1, bx1), y1=max(ay1, by1, mid[5]),
+                ))
+            pos = m.end() if m else len(text)
+    finally:
+        tp.close()
+    return Page(number=number, label=label, width=vw, height=vh, lines=_merge_fragments(frags))
+
+
+def _visual_box(left, bottom, right, top, rot, w, h):
+    """Page-space box → visual box (origin top-left, y down) for the page's /Rotate."""
+    if rot == 90:
+        return bottom, left, top, right
+    if rot == 180:
+        return w - right, bottom, w - left, top
+    if rot == 270:
+        return h - top, w - right, h - bottom, w - left
+    return left, h - top, right, h - bottom
+
+
+def _merge_fragments(frags: list[Line]) -> list[Line]:
+    """PDFium breaks a line at sub/superscripts and font changes; rejoin pieces on one visual line."""
+    out: list[Line] = []
+    for f in frags:
+        if out:
+            p = out[-1]
+            overlap = min(p.y1, f.y1) - max(p.y0, f.y0)
+            smaller = max(1e-3, min(p.y1 - p.y0, f.y1 - f.y0))
+            if overlap / smaller > 0.5 and f.x0 >= p.x1 - 2:
+                longer = p if len(p.text) >= len(f.text) else f
+                out[-1] = Line(text=f"{p.text} {f.text}", size=max(p.size, f.size) if longer is p else longer.size,
+                               bold=longer.bold, x0=p.x0, y0=min(p.y0, f.y0), x1=f.x1, y1=max(p.y1, f.y1))
+                continue
+        out.append(f)
+    return out
+
+
+# ---------------------------------------------------------------- pypdf
+
+
+def _read_pypdf(path: Path, max_pages: int, password: str | None):
+    import pypdf
+
+    try:
+        pdf = pypdf.PdfReader(str(path))
+    except pypdf.errors.PdfReadError as e:
+        raise PdfReadError(path, f"corrupt PDF ({e})") from e
+    if pdf.is_encrypted:
+        if pdf.decrypt(password or "") == pypdf.PasswordType.NOT_DECRYPTED:
+            raise PdfReadError(path, "password-protected (a password is required)")
+    n = len(pdf.pages)
+    _page_count(path, n, max_pages)
+    labels = list(pdf.page_labels) if "/PageLabels" in pdf.trailer["/Root"] else [None] * n
+    outline = []
+
+    def walk(items, level):
+        for it in items:
+            if isinstance(it, list):
+                walk(it, level + 1)
+            else:
+                try:
+                    outline.append((level, str(it.title).strip(), pdf.get_destination_page_number(it) + 1))
+                except Exception:
+                    pass
+
+    try:
+        walk(pdf.outline, 1)
+    except Exception:
+        outline = []
+    pages = []
+    for i, pg in enumerate(pdf.pages):
+        box = pg.mediabox
+        text = pg.extract_text() or ""
+        lines = [Line(text=" ".join(t.split())) for t in text.splitlines() if t.strip()]
+        # synthetic positions keep reading order for the block builder (no layout in pypdf's text)
+        for j, line in enumerate(lines):
+            line.y0, line.y1 = float(j * 12), float(j * 12 + 10)
+        pages.append(Page(number=i + 1, label=labels[i] if i < len(labels) else None,
+                          width=float(box.width), height=float(box.height), lines=lines))
+    return pages, outline
