@@ -151,6 +151,13 @@ def _read_pdfium(path: Path, max_pages: int, password: str | None):
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Symbol-font bullets (Wingdings/Symbol) decode to private-use code points; show them as bullets.
+_PUA_BULLETS = str.maketrans({c: "•" for c in "\uf06c\uf0b7\uf0a7\uf0d8\uf0fc\uf06e\uf075\uf076\uf0a8\uf09f\uf0e0\uf0d9"})
+
+
+def clean_line(text: str) -> str:
+    """Collapse whitespace and map symbol-font bullets to '•'."""
+    return " ".join(text.translate(_PUA_BULLETS).split())
 
 
 def _pdfium_page(page, number: int, label: str | None) -> Page:
@@ -188,7 +195,7 @@ def _pdfium_page(page, number: int, label: str | None) -> Page:
                 s1, w1, bx0, by0, bx1, by1 = metrics(b)
                 mid = metrics((a + b) // 2)
                 frags.append(Line(
-                    text=" ".join(stripped.split()), size=round(max(s0, mid[0]), 1),
+                    text=clean_line(stripped), size=round(max(s0, mid[0]), 1),
                     bold=w0 >= 600 and mid[1] >= 600,
                     x0=min(ax0, bx0), y0=min(ay0, by0, mid[3]), x1=max(ax1, bx1), y1=max(ay1, by1, mid[5]),
                 ))
@@ -262,7 +269,7 @@ def _read_pypdf(path: Path, max_pages: int, password: str | None):
     for i, pg in enumerate(pdf.pages):
         box = pg.mediabox
         text = pg.extract_text() or ""
-        lines = [Line(text=" ".join(t.split())) for t in text.splitlines() if t.strip()]
+        lines = [Line(text=clean_line(t)) for t in text.splitlines() if t.strip()]
         # synthetic positions keep reading order for the block builder (no layout in pypdf's text)
         for j, line in enumerate(lines):
             line.y0, line.y1 = float(j * 12), float(j * 12 + 10)
