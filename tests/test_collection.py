@@ -95,9 +95,12 @@ def test_second_embedder_indexes_the_same_chunks(fresh_copy):
 
 def test_no_pickle_on_disk(built):
     files = [p for p in built.path.rglob("*") if p.is_file()]
-    assert {p.suffix for p in files} <= {".json", ".sqlite", ".faiss", ".lock", "", ".sqlite-wal", ".sqlite-shm"}
+    assert {p.suffix for p in files} <= {".json", ".sqlite", ".faiss", ".lock", "", ".sqlite-wal", ".sqlite-shm",
+                                         ".npy", ".npz"}
     for p in files:
         assert not p.read_bytes()[:2].startswith(b"\x80"), f"{p} looks like a pickle"
+        if p.suffix == ".npy":
+            np.load(p, allow_pickle=False)  # raises on object arrays
     manifest = json.loads((built.path / "manifest.json").read_text())
     assert manifest["format_version"] == 1
     assert manifest["embedders"]["e5-small"] | {} == manifest["embedders"]["e5-small"]

@@ -2,7 +2,7 @@
 
 >>> import pdfqa
 >>> sorted(pdfqa.__all__)[:3]
-['Chunk', 'Collection', 'Hit']
+['Answer', 'Block', 'Chunk']
 
 Importing ``pdfqa`` loads no model; names are imported on first use.
 """
@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Collection": "pdfqa.collection",
+    "Collection": "pdfqa.collection", "PDFQA": "pdfqa.qa", "Answer": "pdfqa.qa", "Citation": "pdfqa.qa",
+    "get_generator": "pdfqa.generators", "get_retriever": "pdfqa.retrieval",
     "Chunk": "pdfqa.documents", "Hit": "pdfqa.documents", "Page": "pdfqa.documents", "Block": "pdfqa.documents",
     "read_pdf": "pdfqa.pdf", "chunk_document": "pdfqa.chunking", "build_blocks": "pdfqa.chunking",
     "get_embedder": "pdfqa.embeddings", "IndexReport": "pdfqa.ingest",
@@ -26,6 +27,9 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from .chunking import build_blocks, chunk_document
     from .collection import Collection
+    from .generators import get_generator
+    from .qa import PDFQA, Answer, Citation
+    from .retrieval import get_retriever
     from .documents import Block, Chunk, Hit, Page
     from .embeddings import get_embedder
     from .errors import CollectionError, EmbedderMismatchError, PdfqaError, PdfReadError, UnknownComponentError

@@ -14,7 +14,7 @@ from .errors import PdfqaError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Question answering over PDFs: index PDFs into a collection, then search it.")
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 CollectionOpt = typer.Option(..., "--collection", "-c", help="Collection directory.")
@@ -141,6 +141,149 @@ def remove(doc: str = typer.Argument(..., help="Document name (file name) as sho
     if not found:
         _fail(PdfqaError(f"no document {doc!r} in {collection}; documents: {', '.join(names) or 'none'}"), 1)
     out.print(f"removed {doc}")
+
+
+def _adhoc_collection(files: list[Path], quiet: bool):
+    """``pdfqa ask Q FILE.pdf ...``: index the files into a cache keyed by their paths, then reuse it."""
+    import hashlib
+    import os
+
+    from .collection import Collection
+
+    key = hashlib.sha1("\0".join(sorted(str(f.resolve()) for f in files)).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("PDFQA_CACHE", Path.home() / ".cache" / "pdfqa")) / "adhoc" / key
+    col = Collection.open(root, create=True)
+    report = col.index(files, progress=not quiet)
+    for f in report.failed:
+        err.print(f"[red]✗[/red] {f.error}", highlight=False)
+    if not report.ok:
+        raise PdfqaError("none of the files could be indexed")
+    return col
+
+
+def _print_citations(ans) -> None:
+    for c in ans.citations:
+        pages = f"pages {c.pages[0]}-{c.pages[-1]}" if len(c.pages) > 1 else f"page {c.page}"
+        label = f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""
+        out.print(f"  [{c.marker}] {c.doc}, {pages}{label}: “{c.quote[:160]}”", highlight=False)
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question (any language)."),
+    files: List[Path] = typer.Argument(None, help="PDFs to answer from (indexed into a cache) instead of --collection."),
+    collection: Optional[Path] = typer.Option(None, "--collection", "-c", help="Collection directory."),
+    generator: str = typer.Option("default", "--generator", "-g", help="Generator spec."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec (default hybrid)."),
+    k: int = typer.Option(5, "-k", help="Contexts to retrieve."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
+    stream: bool = typer.Option(False, "--stream", help="Print tokens as they are generated."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Answer QUESTION from a collection (or from PDF files), citing file and page."""
+    from .collection import Collection
+    from .qa import PDFQA, Answer
+
+    if (collection is None) == (not files):
+        _fail(PdfqaError("give either --collection DIR or PDF files after the question"))
+    try:
+        col = Collection.open(collection, readonly=True) if collection else _adhoc_collection(files, quiet or as_json)
+        qa = PDFQA(col, generator=generator, retriever=retriever, k=k)
+        ans = None
+        for item in qa.stream(question):
+            if isinstance(item, Answer):
+                ans = item
+            elif stream and not as_json:
+                sys.stdout.write(item)
+                sys.stdout.flush()
+    except PdfqaError as e:
+        _fail(e)
+    if as_json:
+        _dump(ans.to_json())
+        return
+    if stream:
+        sys.stdout.write("\n")
+    else:
+        out.print(ans.answer, highlight=False)
+    _print_citations(ans)
+    if ans.dropped_markers:
+        out.print(f"  [dim]{ans.dropped_markers} citation marker(s) pointed at no source and were dropped[/dim]")
+    out.print(f"  [dim]{ans.generator} · {ans.retriever} · {ans.timings.get('total', 0):.1f}s[/dim]")
+
+
+@app.command()
+def chat(
+    collection: Path = CollectionOpt,
+    generator: str = typer.Option("default", "--generator", "-g", help="Generator spec."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec."),
+    k: int = typer.Option(5, "-k", help="Contexts to retrieve."),
+) -> None:
+    """An interactive session: answers stream in with citations; follow-ups keep the context."""
+    from .collection import Collection
+    from .qa import PDFQA, Answer
+
+    try:
+        conv = PDFQA(Collection.open(collection, readonly=True), generator=generator, retriever=retriever,
+                     k=k).chat()
+    except PdfqaError as e:
+        _fail(e)
+    out.print("[dim]Ask about the documents; an empty line or Ctrl-D quits.[/dim]")
+    while True:
+        try:
+            question = input("> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not question:
+            break
+        try:
+            for item in conv.stream(question):
+                if isinstance(item, Answer):
+                    sys.stdout.write("\n")
+                    _print_citations(item)
+                else:
+                    sys.stdout.write(item)
+                    sys.stdout.flush()
+        except PdfqaError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False)
+
+
+@app.command("eval")
+def eval_(
+    qa: Path = typer.Option(..., "--qa", help="QA set (JSONL: id, question, answers, doc_ids[, pages])."),
+    pdfs: Optional[Path] = typer.Option(None, "--pdfs", help="Pool: a folder of PDFs."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Pool: passages (JSONL: doc_id, title, text)."),
+    retriever: List[str] = typer.Option(["hybrid"], "--retriever", "-r", help="Retriever spec (repeatable)."),
+    k: int = typer.Option(10, "-k", help="Cut-off for the metrics."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N questions only."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write report.md, CSVs and plots here."),
+    workdir: Path = typer.Option(Path(".pdfqa-eval"), "--workdir", help="Cache of parsed, chunked, embedded pools."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Compare retrievers on a QA set: one table, optional JSON and a report with plots."""
+    from .evaluation import evaluate, load_qa, open_pool
+    from .evaluation.report import table_rows, write_report
+
+    try:
+        items = load_qa(qa)
+        col = open_pool(workdir, pdfs=pdfs, corpus=corpus, progress=not quiet)
+        run = evaluate(col, items, list(retriever), k=k, limit=limit, progress=not quiet, qa_name=str(qa),
+                       pool_name=str(pdfs or corpus))
+    except PdfqaError as e:
+        _fail(e)
+    header, rows = table_rows(run)
+    table = Table(*header, title=f"{run['n_questions']} questions, k={k}")
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+    command = " ".join(["pdfqa", *map(str, sys.argv[1:])])
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        slim = {**run, "results": [{kk: v for kk, v in r.items() if kk != "questions"} for r in run["results"]]}
+        json_out.write_text(json.dumps(slim, ensure_ascii=False, indent=2) + "\n")
+    if report:
+        for f in write_report(run, report, command=command):
+            out.print(f"wrote {f}")
 
 
 def main() -> None:

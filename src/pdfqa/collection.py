@@ -19,15 +19,18 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .chunking import DEFAULT_MAX_TOKENS, DEFAULT_MIN_TOKENS, chunk_document
-from .documents import Hit
+from .documents import Hit, Page, PdfContent
 from .embeddings import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .errors import CollectionError, EmbedderMismatchError
 from .faiss_index import DenseIndex
+from .lexical import LEXICAL_KINDS, LexicalIndex, build_lexical
+from .text.tokenize import get_tokenizer
 from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, prefetch, prepare
 from .pdf import DEFAULT_READER
 from .store import DocumentRecord, Store, slug
 
 log = logging.getLogger(__name__)
+DEFAULT_LEXICAL_TOKENIZER = "default"
 #: write the FAISS files at least this often during a long batch (they are also rebuilt on demand)
 SAVE_EVERY_S = 60.0
 
@@ -39,6 +42,9 @@ class Collection:
         self.store = store
         self.embedder_spec = embedder or store.manifest["default_embedder"]
         self._indexes: dict[str, DenseIndex] = {}
+        self._lexical_cache: dict[str, LexicalIndex] = {}
+        self._query_cache: dict[tuple[str, str], np.ndarray] = {}
+        self._trained: dict[str, Embedder] = {}
 
     # ------------------------------------------------------------------ open / create
 
@@ -60,11 +66,13 @@ class Collection:
             store = Store.create(path, default_embedder=emb.spec, chunking={
                 "max_tokens": chunk_tokens, "min_tokens": DEFAULT_MIN_TOKENS, "reader": reader,
                 "headings_in_embedding": headings_in_embedding, "tokenizer": emb.spec})
+            store.manifest["lexical"] = {"bm25": {"tokenizer": DEFAULT_LEXICAL_TOKENIZER}}
+            store.save_manifest()
             return cls(store, emb.spec)
         store = Store.open(path, readonly=readonly)
         col = cls(store, embedder)
         if embedder is not None and not create:
-            col._check_embedder(embedder)
+            col.check_embedder(embedder)
         return col
 
     def close(self) -> None:
@@ -85,7 +93,7 @@ class Collection:
         """Embedder spec → its manifest entry (dim, normalized, max_tokens, index file)."""
         return dict(self.store.manifest["embedders"])
 
-    def _check_embedder(self, spec: str) -> dict:
+    def check_embedder(self, spec: str) -> dict:
         entry = self.store.manifest["embedders"].get(spec)
         if entry is None:
             have = ", ".join(f"{s} ({e['dim']}-d)" for s, e in self.embedders.items()) or "none yet"
@@ -95,6 +103,31 @@ class Collection:
         return entry
 
     # ------------------------------------------------------------------ indexing
+
+    def embedder(self, spec: str) -> Embedder:
+        """The embedder for ``spec`` in this collection. Models trained on the collection itself
+        (``word2vec:train``) are fitted on its chunks once and stored in ``models/`` beside the indexes."""
+        emb = get_embedder(spec)
+        if not getattr(emb, "needs_fit", False) and spec not in self._trained:
+            return emb
+        if spec in self._trained:
+            return self._trained[spec]
+        from .embeddings.word2vec import from_spec
+
+        own = from_spec(spec)
+        path = self.path / "models" / f"{slug(spec)}.bin"
+        if path.exists():
+            own.load(str(path))
+        else:
+            texts = [self._embed_text(c) for _, c, _ in self.store.iter_chunks()]
+            if not texts:
+                raise CollectionError(f"{spec} is trained on the collection's chunks: index some documents first")
+            own.fit(texts)
+            if not self.store.readonly:
+                path.parent.mkdir(exist_ok=True)
+                own.save(str(path))
+        self._trained[spec] = own
+        return own
 
     def _chunker(self, emb: Embedder) -> Callable:
         cfg = self.store.manifest["chunking"]
@@ -178,14 +211,19 @@ class Collection:
             cached = self.store.cached_vectors(spec, hashes)
             todo = {h: tx for h, tx in zip(hashes, texts) if h not in cached}
             if todo:
-                vecs = embed_in_batches(get_embedder(spec), list(todo.values()), progress=progress,
+                vecs = embed_in_batches(self.embedder(spec), list(todo.values()), progress=progress,
                                         desc=f"{path.name[:30]} [{spec}]")
                 new_vectors[spec] = dict(zip(todo.keys(), vecs))
                 embedded = max(embedded, len(todo))
         stages["embed"] += time.perf_counter() - t
         t = time.perf_counter()
-        rec = DocumentRecord(doc=content.doc, doc_hash=content.doc_hash, path=str(path.resolve()),
-                             bytes=path.stat().st_size, pages=len(content.pages), chunks=len(chunks),
+        self._cache_tokens(hashes, texts)
+        stages["tokenize"] = stages.get("tokenize", 0.0) + time.perf_counter() - t
+        t = time.perf_counter()
+        is_file = content.reader != "text"
+        rec = DocumentRecord(doc=content.doc, doc_hash=content.doc_hash, path=str(path.resolve()) if is_file else "",
+                             bytes=path.stat().st_size if is_file else sum(len(c.text) for c in chunks),
+                             pages=len(content.pages), chunks=len(chunks),
                              skipped=content.skipped_pages, reader=content.reader)
         indexes = {spec: self._index(spec) for spec in specs}  # current state, before this commit
         removed, added = self.store.replace_document(rec, chunks, hashes, new_vectors)
@@ -200,6 +238,89 @@ class Collection:
         return FileResult(path=str(path), doc=content.doc, status="indexed", pages=len(content.pages),
                           chunks=len(chunks), embedded=embedded, skipped_pages=content.skipped_pages,
                           seconds=sum(prep.seconds.values()) + time.perf_counter() - t_start)
+
+    def add_passages(self, passages: Iterable[dict], *, progress: bool = True) -> IndexReport:
+        """Index plain-text passages (``{"doc_id", "title"?, "text"}``): each is one document and one
+        chunk unless it is longer than the chunk budget (then split at sentences). Used for passage
+        QA corpora; a passage whose text is unchanged costs nothing."""
+        import hashlib
+
+        from .chunking import chunk_blocks
+        from .documents import Block
+
+        t0 = time.perf_counter()
+        stages = {"read": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
+        results: list[FileResult] = []
+        with self.store.write_lock():
+            specs = self._ensure_embedders()
+            primary = get_embedder(self.store.manifest["default_embedder"])
+            cfg = self.store.manifest["chunking"]
+            max_tokens = min(int(cfg["max_tokens"]), primary.max_tokens - primary.passage_overhead)
+            known = {d.doc: d.doc_hash for d in self.store.documents()}
+            batch: list[Prepared] = []
+
+            def flush():
+                # one embedding call per spec for the whole batch, into the cache; commits then hit it
+                texts = {content_hash(t): t for prep in batch for t in map(self._embed_text, prep.chunks)}
+                t = time.perf_counter()
+                for spec in specs:
+                    have = self.store.cached_vectors(spec, list(texts))
+                    todo = [h for h in texts if h not in have]
+                    if todo:
+                        vecs = embed_in_batches(self.embedder(spec), [texts[h] for h in todo], progress=False)
+                        self.store.put_vectors({spec: dict(zip(todo, vecs))}, bump=False)
+                stages["embed"] += time.perf_counter() - t
+                for prep in batch:
+                    results.append(self._commit(prep, specs, stages, progress=False))
+                batch.clear()
+
+            from tqdm.auto import tqdm
+
+            items = list(passages)
+            for p in tqdm(items, desc="passages", unit="passage", disable=not progress or len(items) < 64):
+                doc, text, title = str(p["doc_id"]), str(p.get("text") or ""), str(p.get("title") or "")
+                digest = hashlib.sha256(f"{title}\0{text}".encode()).hexdigest()
+                if known.get(doc) == digest:
+                    results.append(FileResult(path=doc, doc=doc, status="unchanged", pages=1, chunks=1))
+                    continue
+                if not text.strip():
+                    results.append(FileResult(path=doc, doc=doc, status="failed", error=f"{doc}: empty passage"))
+                    continue
+                t = time.perf_counter()
+                block = Block(kind="paragraph", text=text, pages=[1], heading_path=[title] if title else [],
+                              char_start=0, char_end=len(text))
+                chunks = chunk_blocks([block], doc=doc, doc_hash=digest, page_labels={1: None},
+                                      count_tokens=primary.count_tokens, max_tokens=max_tokens,
+                                      heading_in_budget=cfg.get("headings_in_embedding", True))
+                stages["chunk"] += time.perf_counter() - t
+                content = PdfContent(path=doc, doc=doc, doc_hash=digest, pages=[Page(1, None, 0, 0)], reader="text")
+                batch.append(Prepared(path=Path(doc), content=content, chunks=chunks))
+                if len(batch) >= 64:  # embed in batches: one embedding call per 64 passages per spec
+                    flush()
+            flush()
+            self._save_indexes()
+        return IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)
+
+    def add_embedder(self, spec: str, *, progress: bool = True) -> float:
+        """Add (or complete) a dense index for ``spec`` over the stored chunks, no re-parsing.
+        Returns the seconds its vectors took to compute (recorded in the manifest)."""
+        emb = get_embedder(spec)
+        with self.store.write_lock():
+            m = self.store.manifest
+            if emb.spec not in m["embedders"]:
+                if getattr(emb, "needs_fit", False):
+                    emb = self.embedder(spec)
+                m["embedders"][emb.spec] = {**emb.describe(), "index": "flat",
+                                            "index_file": f"indexes/{slug(emb.spec)}.faiss"}
+                self.store.save_manifest()
+            t = time.perf_counter()
+            if self._fill_missing(emb.spec, progress=progress):
+                m["embedders"][emb.spec]["build_seconds"] = round(
+                    m["embedders"][emb.spec].get("build_seconds", 0.0) + time.perf_counter() - t, 3)
+                self.store.save_manifest()
+            self._index(emb.spec)
+            self._save_indexes()
+        return float(m["embedders"][emb.spec].get("build_seconds", 0.0))
 
     def _ensure_embedders(self) -> list[str]:
         """Register the requested embedder if new, and make every index cover every chunk."""
@@ -220,7 +341,7 @@ class Collection:
             return 0
         rows = self.store.chunks_by_rowid([rid for _, rid in missing])
         texts = [self._embed_text(rows[rid]) for _, rid in missing]
-        emb = get_embedder(spec)
+        emb = self.embedder(spec)
         limit = emb.max_tokens - emb.passage_overhead
         over = sum(1 for t in texts if emb.count_tokens(t) > limit)
         if over:
@@ -240,7 +361,7 @@ class Collection:
             idx = self._indexes[spec]
             if idx.generation == self.store.generation:
                 return idx
-        entry = self._check_embedder(spec)
+        entry = self.check_embedder(spec)
         path = self._index_path(spec)
         gen = self.store.generation
         idx = None
@@ -262,21 +383,122 @@ class Collection:
         for spec, idx in self._indexes.items():
             if idx.generation == self.store.generation:
                 idx.save(self._index_path(spec), {"embedder": spec, "kind": "flat"})
+        for kind in self.store.manifest.get("lexical", {}):
+            self.lexical(kind)  # rebuilt from cached tokens and saved when behind
+
+    # ------------------------------------------------------------------ lexical indexes
+
+    def _tokenizers(self) -> set[str]:
+        return {e.get("tokenizer", DEFAULT_LEXICAL_TOKENIZER) for e in self.store.manifest.get("lexical", {}).values()}
+
+    def _cache_tokens(self, hashes: list[str], texts: list[str], tokenizers: set[str] | None = None) -> None:
+        for name in tokenizers or self._tokenizers():
+            have = self.store.cached_tokens(name, hashes)
+            todo = {h: t for h, t in zip(hashes, texts) if h not in have}
+            if todo:
+                tok = get_tokenizer(name)
+                toks = {h: tok(t) for h, t in todo.items()}
+                if not self.store.readonly:
+                    self.store.put_tokens(name, toks)
+
+    def lexical(self, kind: str = "bm25", *, tokenizer: str | None = None) -> LexicalIndex:
+        """The ``bm25`` or ``tfidf`` index over every chunk, rebuilt from cached tokens when behind."""
+        if kind not in LEXICAL_KINDS:
+            from .errors import UnknownComponentError
+
+            raise UnknownComponentError("lexical index", kind, list(LEXICAL_KINDS))
+        entry = self.store.manifest.setdefault("lexical", {}).get(kind)
+        name = tokenizer or (entry or {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
+        key = f"{kind}:{name}"
+        gen = self.store.generation
+        idx = self._lexical_cache.get(key)
+        if idx is not None and idx.generation == gen:
+            return idx
+        path = self.path / "lexical" / (kind if name == DEFAULT_LEXICAL_TOKENIZER else f"{kind}-{slug(name)}")
+        if path.exists():
+            try:
+                idx = LexicalIndex.load(path)
+            except Exception as e:  # derived data: rebuild rather than fail
+                log.warning("%s: %s; rebuilding", path, e)
+                idx = None
+        if idx is None or idx.generation != gen:
+            ids, hashes = self.store.chunk_hashes()
+            toks = self.store.cached_tokens(name, hashes)
+            missing = [i for i, h in zip(ids.tolist(), hashes) if h not in toks]
+            if missing:
+                rows = self.store.chunks_by_rowid(missing)
+                tok = get_tokenizer(name)
+                new = {h: tok(self._embed_text(rows[i])) for i, h in zip(ids.tolist(), hashes) if i in rows}
+                toks.update(new)
+                if not self.store.readonly:
+                    self.store.put_tokens(name, new)
+            idx = build_lexical(kind, ids, [toks[h] for h in hashes])
+            idx.generation = gen
+            if not self.store.readonly:
+                path.parent.mkdir(exist_ok=True)
+                idx.save(path, {"tokenizer": name})
+                if entry is None and name == DEFAULT_LEXICAL_TOKENIZER:
+                    self.store.manifest["lexical"][kind] = {"tokenizer": name}
+                    self.store.save_manifest()
+        self._lexical_cache[key] = idx
+        return idx
 
     # ------------------------------------------------------------------ search / remove / info
 
-    def search(self, query: str, k: int = 5, *, embedder: str | None = None) -> list[Hit]:
-        """Top-``k`` chunks for ``query`` by cosine similarity, best first."""
+    @property
+    def default_retriever(self) -> str:
+        """``hybrid`` (BM25 + the default embedder, fused) when the collection has a lexical index."""
+        from .retrieval import DEFAULT_RETRIEVER
+
+        return self.store.manifest.get("default_retriever") or (
+            DEFAULT_RETRIEVER if self.store.manifest.get("lexical") else "dense")
+
+    def search(self, query: str, k: int = 5, *, retriever: str | None = None,
+               embedder: str | None = None) -> list[Hit]:
+        """Top-``k`` chunks for ``query``, best first.
+
+        ``retriever`` is a spec (see :mod:`pdfqa.retrieval`; default :attr:`default_retriever`);
+        ``embedder`` alone means dense search with that embedder.
+        """
+        from .retrieval import get_retriever
+
+        if retriever is None and embedder is not None:
+            retriever = embedder
+        return get_retriever(self, retriever).search(query, k)
+
+    def dense_search(self, query: str, k: int = 5, *, embedder: str | None = None) -> list[Hit]:
+        """Top-``k`` chunks by cosine similarity in ``embedder``'s FAISS index."""
         spec = embedder or self.embedder_spec
-        entry = self._check_embedder(spec)
-        emb = get_embedder(spec)
+        entry = self.check_embedder(spec)
+        emb = self.embedder(spec)
         if emb.dim != entry["dim"]:
             raise EmbedderMismatchError(f"{self.path}: the index for {spec!r} has {entry['dim']}-d vectors but the "
                                         f"model now gives {emb.dim}-d; re-index with the original model")
         idx = self._index(spec)
-        ids, scores = idx.search(emb.embed_queries([query]), k)
+        ids, scores = idx.search(self.query_vector(query, spec)[None, :], k)
         rows = self.store.chunks_by_rowid(ids)
         return [Hit(chunk=rows[i], score=s, retriever=spec) for i, s in zip(ids, scores) if i in rows]
+
+    def query_vector(self, query: str, embedder: str | None = None) -> np.ndarray:
+        """The query's embedding, memoised (fusion, MMR and evaluation ask for the same query repeatedly)."""
+        spec = embedder or self.embedder_spec
+        key = (spec, query)
+        vec = self._query_cache.get(key)
+        if vec is None:
+            vec = self.embedder(spec).embed_queries([query])[0]
+            if len(self._query_cache) >= 1024:
+                self._query_cache.pop(next(iter(self._query_cache)))
+            self._query_cache[key] = vec
+        return vec
+
+    def vectors_for(self, query: str, hits: list[Hit], embedder: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(query vector, stored passage vectors of ``hits``) for the default embedder (used by MMR)."""
+        spec = embedder or self.embedder_spec
+        entry = self.check_embedder(spec)
+        idx = self._index(spec)
+        id_of = self.store.rowids([h.chunk.chunk_id for h in hits])
+        vecs = np.stack([idx.index.reconstruct(int(id_of[h.chunk.chunk_id])) for h in hits]).astype(np.float32)
+        return self.query_vector(query, spec), vecs.reshape(len(hits), entry["dim"])
 
     def remove(self, doc: str) -> bool:
         """Delete a document and its chunks from every index; False if there was no such document."""
@@ -305,11 +527,11 @@ class Collection:
                 "documents": [d.to_json() for d in docs], "n_documents": len(docs),
                 "n_chunks": self.store.count_chunks(), "generation": self.store.generation}
 
-    def as_retriever(self, k: int = 5, embedder: str | None = None):
+    def as_retriever(self, k: int = 5, retriever: str | None = None, embedder: str | None = None):
         """This collection as a LangChain ``BaseRetriever`` (see :mod:`pdfqa.retrieval`)."""
         from .retrieval import CollectionRetriever
 
-        return CollectionRetriever(collection=self, k=k, embedder=embedder)
+        return CollectionRetriever(collection=self, k=k, retriever=retriever, embedder=embedder)
 
 
 def embed_in_batches(emb: Embedder, texts: list[str], *, batch_size: int = 32, progress: bool = True,

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS chunks (
     kinds TEXT NOT NULL, char_start INTEGER, char_end INTEGER, content_hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc);
+CREATE TABLE IF NOT EXISTS tokens (
+    tokenizer TEXT NOT NULL, content_hash TEXT NOT NULL, tokens TEXT NOT NULL,
+    PRIMARY KEY (tokenizer, content_hash)
+);
 CREATE TABLE IF NOT EXISTS vectors (
     embedder TEXT NOT NULL, content_hash TEXT NOT NULL, vec BLOB NOT NULL,
     PRIMARY KEY (embedder, content_hash)
@@ -269,10 +273,12 @@ class Store:
             self.db.executemany("INSERT OR IGNORE INTO vectors(embedder, content_hash, vec) VALUES (?,?,?)",
                                 [(spec, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in by_hash.items()])
 
-    def put_vectors(self, vectors: dict[str, dict[str, np.ndarray]]) -> None:
+    def put_vectors(self, vectors: dict[str, dict[str, np.ndarray]], *, bump: bool = True) -> None:
+        """Store vectors by content hash; ``bump=False`` for pure cache fills (no chunk changes)."""
         with self.db:
             self._put_vectors(vectors)
-            self._bump()
+            if bump:
+                self._bump()
 
     def index_vectors(self, embedder: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(row ids, vectors) of every chunk for ``embedder``; chunks lacking a vector are left out."""
@@ -283,6 +289,34 @@ class Store:
         vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim) \
             if rows else np.zeros((0, dim), dtype=np.float32)
         return ids, vecs
+
+    def rowids(self, chunk_ids: list[str]) -> dict[str, int]:
+        out = {}
+        for start in range(0, len(chunk_ids), 500):
+            part = chunk_ids[start:start + 500]
+            q = f"SELECT chunk_id, id FROM chunks WHERE chunk_id IN ({','.join('?' * len(part))})"
+            out.update({r[0]: r[1] for r in self.db.execute(q, part)})
+        return out
+
+    def cached_tokens(self, tokenizer: str, hashes: list[str]) -> dict[str, list[str]]:
+        out = {}
+        uniq = list(dict.fromkeys(hashes))
+        for start in range(0, len(uniq), 500):
+            part = uniq[start:start + 500]
+            q = f"SELECT content_hash, tokens FROM tokens WHERE tokenizer=? AND content_hash IN ({','.join('?' * len(part))})"
+            for h, toks in self.db.execute(q, [tokenizer, *part]):
+                out[h] = json.loads(toks)
+        return out
+
+    def put_tokens(self, tokenizer: str, by_hash: dict[str, list[str]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO tokens(tokenizer, content_hash, tokens) VALUES (?,?,?)",
+                                [(tokenizer, h, json.dumps(t, ensure_ascii=False)) for h, t in by_hash.items()])
+
+    def chunk_hashes(self) -> tuple[np.ndarray, list[str]]:
+        """(row ids, content hashes) of every chunk, in row-id order."""
+        rows = self.db.execute("SELECT id, content_hash FROM chunks ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows]
 
     def missing_vectors(self, embedder: str) -> list[tuple[str, int]]:
         """(content hash, one row id) of chunks with no vector for ``embedder``."""

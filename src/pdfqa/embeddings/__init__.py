@@ -1,4 +1,6 @@
-"""Embedders by spec string: ``e5-small`` (default), ``minilm``, ``st:<path or hub id>``.
+"""Embedders by spec string: ``e5-small`` (default), ``minilm``, ``st:<path or hub id>``,
+``bert:<path or hub id>[#mean|#cls]``, ``openai:<model>``,
+``word2vec:ja-ginza|glove-50|train|<path>`` (averaged word vectors, ``#nosif`` for a plain mean).
 
 >>> from pdfqa.embeddings import get_embedder, EMBEDDERS
 >>> get_embedder("e5-small").spec
@@ -6,7 +8,7 @@
 >>> get_embedder("nope")
 Traceback (most recent call last):
 ...
-pdfqa.errors.UnknownComponentError: unknown embedder 'nope'; known: e5-small, minilm, st:<path or hub id>
+pdfqa.errors.UnknownComponentError: unknown embedder 'nope'; known: e5-small, minilm, st:<path or hub id>, bert:<path or hub id>[#mean|#cls], openai:<model>, word2vec:ja-ginza, word2vec:glove-50, word2vec:train, word2vec:<path to .bin/.txt/.vec>
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from ..errors import UnknownComponentError
 from .base import Embedder
 
 DEFAULT_EMBEDDER = "e5-small"
-EMBEDDERS = ("e5-small", "minilm", "st:<path or hub id>")
+EMBEDDERS = ("e5-small", "minilm", "st:<path or hub id>", "bert:<path or hub id>[#mean|#cls]", "openai:<model>",
+             "word2vec:ja-ginza", "word2vec:glove-50", "word2vec:train", "word2vec:<path to .bin/.txt/.vec>")
 
 
 @lru_cache(maxsize=8)
@@ -38,6 +41,18 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
         e5 = "e5" in name.lower()
         return SentenceTransformerEmbedder(name, spec=spec, query_prefix="query: " if e5 else "",
                                            passage_prefix="passage: " if e5 else "")
+    if spec.startswith("bert:") and len(spec) > 5:
+        from .bert import from_spec as bert_from_spec
+
+        return bert_from_spec(spec)
+    if spec.startswith("openai:") and len(spec) > 7:
+        from .openai import from_spec as openai_from_spec
+
+        return openai_from_spec(spec)  # base URL: OPENAI_BASE_URL (the spec names the model, not the server)
+    if spec.startswith("word2vec:"):
+        from .word2vec import from_spec as word2vec_from_spec
+
+        return word2vec_from_spec(spec)
     raise UnknownComponentError("embedder", spec, list(EMBEDDERS))
 
 

@@ -237,7 +237,12 @@ def _merge_fragments(frags: list[Line]) -> list[Line]:
 
 
 def _read_pypdf(path: Path, max_pages: int, password: str | None):
+    import logging
+
     import pypdf
+
+    # pypdf logs a warning per font it cannot fully parse; the quality check judges the result instead
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
 
     try:
         pdf = pypdf.PdfReader(str(path))

@@ -1,0 +1,101 @@
+"""Write an evaluation run as ``report.md``, ``results.csv``, ``per_question.csv`` and two PNG plots."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+MAIN_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "doc_hit@5", "page_hit@5")
+
+
+def metric_columns(run: dict) -> list[str]:
+    k = run["k"]
+    have = set().union(*(r["metrics"] for r in run["results"])) if run["results"] else set()
+    cols = [m for m in ("recall@1", "recall@5", f"recall@{k}", f"mrr@{k}", f"ndcg@{k}", "doc_hit@5", "page_hit@5")
+            if m in have]
+    return list(dict.fromkeys(cols))
+
+
+def table_rows(run: dict) -> tuple[list[str], list[list[str]]]:
+    cols = metric_columns(run)
+    header = ["retriever", *cols, "index s", "query ms"]
+    rows = [[r["retriever"], *(f"{r['metrics'][c]:.3f}" for c in cols), f"{r['seconds']['index']:.1f}",
+             f"{1000 * r['seconds']['query_mean']:.1f}"] for r in run["results"]]
+    return header, rows
+
+
+def write_report(run: dict, out: str | Path, *, command: str = "") -> list[Path]:
+    """Write the report files into ``out``; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows = table_rows(run)
+    files = []
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    files.append(out / "results.csv")
+    with open(out / "per_question.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "question", *[r["retriever"] for r in run["results"]]])
+        by_ret = [{q["id"]: q["rank"] for q in r.get("questions", [])} for r in run["results"]]
+        for q in (run["results"][0].get("questions", []) if run["results"] else []):
+            w.writerow([q["id"], q["question"], *[("" if m.get(q["id"]) is None else m[q["id"]]) for m in by_ret]])
+    files.append(out / "per_question.csv")
+    files += _plots(run, out)
+    md = [f"# Retrieval evaluation: {Path(run['qa']).parent.name or run['qa']}", "",
+          f"- QA set: `{run['qa']}` ({run['n_questions']} questions)", f"- pool: `{run['pool']}`", f"- k = {run['k']}"]
+    if command:
+        md.append(f"- command: `{command}`")
+    md += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    md += ["", "![metrics per retriever](metrics.png)", "", "![recall@k](recall_at_k.png)", "",
+           "`per_question.csv` gives, per question, the rank of the first relevant document for each retriever "
+           "(empty = not retrieved within the candidates), so misses can be inspected.", ""]
+    for r in run["results"]:
+        misses = [q for q in r.get("questions", []) if q["rank"] is None or q["rank"] > 5]
+        if misses:
+            md.append(f"**{r['retriever']}** misses in the top 5: {len(misses)} — e.g. "
+                      + "; ".join(f"`{q['id']}` {q['question'][:60]}" for q in misses[:3]))
+            md.append("")
+    (out / "report.md").write_text("\n".join(md))
+    files.insert(0, out / "report.md")
+    return files
+
+
+def _plots(run: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = metric_columns(run)
+    names = [r["retriever"] for r in run["results"]]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cols) + 2), 4.2))
+    width = 0.8 / max(1, len(names))
+    for i, r in enumerate(run["results"]):
+        xs = [j + i * width for j in range(len(cols))]
+        ax.bar(xs, [r["metrics"][c] for c in cols], width, label=r["retriever"])
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], cols)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score")
+    ax.set_title(f"{Path(run['qa']).parent.name or 'QA'}: {run['n_questions']} questions")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "metrics.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ks = list(range(1, run["k"] + 1))
+    for r in run["results"]:
+        ax.plot(ks, [r["metrics"].get(f"recall@{j}", float("nan")) for j in ks], marker="o", label=r["retriever"])
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_xticks(ks)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("recall@k")
+    fig.tight_layout()
+    fig.savefig(out / "recall_at_k.png", dpi=110)
+    plt.close(fig)
+    return [out / "metrics.png", out / "recall_at_k.png"]

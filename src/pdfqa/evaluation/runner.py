@@ -1,0 +1,104 @@
+"""Run retrievers over a QA set on one pool of chunks and compute the metrics.
+
+>>> from pdfqa.evaluation import evaluate, load_qa, open_pool        # doctest: +SKIP
+>>> col = open_pool("work", corpus="../shared/data/qa/jsquad_valid/corpus.jsonl")   # doctest: +SKIP
+>>> res = evaluate(col, load_qa(".../qa.jsonl"), ["bm25", "e5-small", "hybrid"], k=10, limit=200)  # doctest: +SKIP
+>>> res["results"][2]["metrics"]["recall@5"]                        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..collection import Collection
+from ..errors import PdfqaError
+from .metrics import dedupe, first_rank, hit_at, mrr_at, ndcg_at, recall_at
+from .qa import QAItem, load_corpus
+
+
+def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: str | Path | None = None,
+              embedder: str | None = None, progress: bool = True) -> Collection:
+    """The collection for a pool (a PDF folder or a passage corpus), parsed and chunked once and cached
+    in ``workdir`` (keyed by the pool's absolute path); later runs reuse it."""
+    if (pdfs is None) == (corpus is None):
+        raise PdfqaError("give exactly one pool: a folder of PDFs or a passage corpus")
+    src = Path(pdfs or corpus).resolve()
+    if not src.exists():
+        raise PdfqaError(f"{src}: pool not found")
+    key = hashlib.sha1(str(src).encode()).hexdigest()[:10]
+    path = Path(workdir) / f"{src.stem if src.is_file() else src.name}-{key}"
+    col = Collection.open(path, create=True, embedder=embedder)
+    if pdfs is not None:
+        report = col.index([src], progress=progress)
+        if not report.ok:
+            raise PdfqaError(f"{src}: no PDF could be indexed: " + "; ".join(f.error or "" for f in report.failed[:5]))
+    else:
+        col.add_passages(load_corpus(src), progress=progress)
+    return col
+
+
+def ensure_retriever(col: Collection, spec: str, progress: bool = True) -> float:
+    """Build whatever ``spec`` needs (embedder indexes, lexical indexes); returns the seconds it took
+    to build them (recorded the first time, so a cached pool still reports its cost)."""
+    from ..retrieval import parse_spec
+
+    parts, _ = parse_spec(spec)
+    total = 0.0
+    for p in parts:
+        kind = p.split(":")[0]
+        if kind in ("bm25", "tfidf"):
+            t = time.perf_counter()
+            col.lexical(kind, tokenizer=p.partition(":")[2] or None)
+            total += time.perf_counter() - t
+        else:
+            name = col.embedder_spec if p == "dense" else p
+            total += col.add_embedder(name, progress=progress)
+    return total
+
+
+def evaluate(col: Collection, items: list[QAItem], retrievers: list[str], *, k: int = 10, limit: int | None = None,
+             progress: bool = True, qa_name: str = "", pool_name: str = "",
+             on_result: Callable[[dict], None] | None = None) -> dict:
+    """Metrics per retriever in the ``pdfqa eval --json`` shape (plus per-question ranks under ``"questions"``)."""
+    from tqdm.auto import tqdm
+
+    from ..retrieval import get_retriever
+
+    items = items[:limit] if limit else items
+    is_pdf_pool = any(d.reader != "text" for d in col.documents())
+    has_pages = is_pdf_pool and any(it.pages for it in items)
+    out = {"qa": qa_name, "pool": pool_name, "n_questions": len(items), "k": k, "results": []}
+    for spec in retrievers:
+        build_s = ensure_retriever(col, spec, progress)
+        retr = get_retriever(col, spec)
+        sums: dict[str, float] = {}
+        per_q, times = [], []
+        for it in tqdm(items, desc=spec, unit="q", disable=not progress, leave=False):
+            t = time.perf_counter()
+            hits = retr.search(it.question, max(3 * k, 30))
+            times.append(time.perf_counter() - t)
+            ranked = dedupe([h.chunk.doc for h in hits])
+            rel = set(it.doc_ids)
+            m = {f"recall@{j}": recall_at(ranked, rel, j) for j in range(1, k + 1)}
+            m[f"mrr@{k}"] = mrr_at(ranked, rel, k)
+            m[f"ndcg@{k}"] = ndcg_at(ranked, rel, k)
+            if is_pdf_pool:
+                m["doc_hit@5"] = hit_at(ranked, rel, 5)
+            if has_pages:
+                gold = set(it.pages)
+                m["page_hit@5"] = float(any((h.chunk.doc, p) in gold for h in hits[:5] for p in h.chunk.pages))
+            for name, v in m.items():
+                sums[name] = sums.get(name, 0.0) + v
+            per_q.append({"id": it.id, "question": it.question, "rank": first_rank(ranked, rel),
+                          "top": ranked[:k]})
+        n = max(1, len(items))
+        res = {"retriever": spec, "metrics": {name: round(v / n, 4) for name, v in sums.items()},
+               "seconds": {"index": round(build_s, 3), "query_mean": round(statistics.fmean(times), 4) if times else 0.0},
+               "questions": per_q}
+        out["results"].append(res)
+        if on_result:
+            on_result(res)
+    return out

@@ -1,0 +1,191 @@
+"""Lexical indexes over a collection's chunks: BM25 (bm25s) and TF-IDF, with Japanese-aware tokens.
+
+Both take pre-tokenized documents (see :mod:`pdfqa.text.tokenize`: MeCab for Japanese, stemming
+and stop-words for English) and map their rows to chunk row ids. Saved without pickle: bm25s's
+own ``.npy``/``.json`` files, and ``.npz`` + JSON for TF-IDF.
+
+>>> idx = BM25Index.build([10, 11, 12], [["梅雨", "雨季"], ["北海道", "梅雨"], ["token", "split"]])
+>>> idx.search(["梅雨", "北海道"], k=2)
+([11, 10], [1.0, 0.324])
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CollectionError, UnknownComponentError
+from .store import atomic_write_bytes, atomic_write_json
+
+LEXICAL_KINDS = ("bm25", "tfidf")
+
+
+class LexicalIndex:
+    kind = ""
+
+    def __init__(self, ids: np.ndarray, generation: int = 0):
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.generation = generation
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def search(self, tokens: list[str], k: int) -> tuple[list[int], list[float]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def load(path: Path) -> "LexicalIndex":
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CollectionError(f"{path}: unreadable lexical index ({e})") from e
+        cls = {"bm25": BM25Index, "tfidf": TfidfIndex}[meta["kind"]]
+        idx = cls._load(path, meta)
+        idx.generation = int(meta.get("generation", -1))
+        return idx
+
+    def save(self, path: Path, meta: dict) -> None:
+        """Write into a fresh sibling folder, then swap it in (readers see old or new, never a mix)."""
+        import os
+        import shutil
+
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self._save(tmp)
+        np.save(tmp / "ids.npy", self.ids, allow_pickle=False)
+        atomic_write_json(tmp / "meta.json", {**meta, "kind": self.kind, "generation": self.generation,
+                                              "count": len(self)})
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _normalise_top(scores: np.ndarray) -> np.ndarray:
+    top = float(scores.max()) if len(scores) else 0.0
+    return scores / top if top > 0 else scores
+
+
+class BM25Index(LexicalIndex):
+    """Okapi BM25 (bm25s, Lucene variant, k1=1.5, b=0.75). Scores are divided by the best score of
+    the query (1.0 = best match) so they read the same across queries."""
+
+    kind = "bm25"
+
+    def __init__(self, ids, model, generation: int = 0):
+        super().__init__(ids, generation)
+        self.model = model
+
+    @classmethod
+    def build(cls, ids, token_lists: list[list[str]], *, k1: float = 1.5, b: float = 0.75) -> "BM25Index":
+        import bm25s
+
+        model = bm25s.BM25(k1=k1, b=b, method="lucene")
+        model.index([t if t else [""] for t in token_lists], show_progress=False)
+        return cls(ids, model)
+
+    def search(self, tokens: list[str], k: int) -> tuple[list[int], list[float]]:
+        if not len(self) or not tokens:
+            return [], []
+        vocab = self.model.vocab_dict
+        qids = [vocab[t] for t in dict.fromkeys(tokens) if t in vocab]
+        if not qids:
+            return [], []
+        scores = self.model.get_scores(qids)  # a dense score per document: one sparse row-sum
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        norm = _normalise_top(scores[top])
+        return self.ids[top].tolist(), [round(float(s), 3) for s in norm]
+
+    def _save(self, path: Path) -> None:
+        self.model.save(str(path), show_progress=False)
+
+    @classmethod
+    def _load(cls, path: Path, meta: dict) -> "BM25Index":
+        import bm25s
+
+        model = bm25s.BM25.load(str(path), mmap=False, show_progress=False)
+        return cls(np.load(path / "ids.npy", allow_pickle=False), model)
+
+
+class TfidfIndex(LexicalIndex):
+    """The classic baseline: sublinear tf × smoothed idf, L2-normalised rows, cosine scores."""
+
+    kind = "tfidf"
+
+    def __init__(self, ids, matrix, vocab: dict[str, int], idf: np.ndarray, generation: int = 0):
+        super().__init__(ids, generation)
+        self.matrix, self.vocab, self.idf = matrix, vocab, idf
+
+    @classmethod
+    def build(cls, ids, token_lists: list[list[str]]) -> "TfidfIndex":
+        from scipy import sparse
+
+        vocab: dict[str, int] = {}
+        rows, cols, vals = [], [], []
+        for r, toks in enumerate(token_lists):
+            counts: dict[int, int] = {}
+            for t in toks:
+                j = vocab.setdefault(t, len(vocab))
+                counts[j] = counts.get(j, 0) + 1
+            rows.extend([r] * len(counts))
+            cols.extend(counts)
+            vals.extend(1.0 + np.log(list(counts.values())) if counts else [])
+        n = len(token_lists)
+        tf = sparse.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)), shape=(n, max(1, len(vocab))))
+        df = np.bincount(tf.indices, minlength=tf.shape[1])
+        idf = (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)
+        return cls(ids, _l2_rows(tf.multiply(idf).tocsr()), vocab, idf)
+
+    def search(self, tokens: list[str], k: int) -> tuple[list[int], list[float]]:
+        cols: dict[int, int] = {}
+        for t in tokens:
+            if t in self.vocab:
+                cols[self.vocab[t]] = cols.get(self.vocab[t], 0) + 1
+        if not cols or not len(self):
+            return [], []
+        q = np.zeros(self.matrix.shape[1], dtype=np.float32)
+        for j, c in cols.items():
+            q[j] = (1 + np.log(c)) * self.idf[j]
+        q /= np.linalg.norm(q)
+        scores = self.matrix @ q
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return self.ids[top].tolist(), [round(float(s), 6) for s in scores[top]]
+
+    def _save(self, path: Path) -> None:
+        from scipy import sparse
+
+        sparse.save_npz(path / "matrix.npz", self.matrix)
+        np.save(path / "idf.npy", self.idf, allow_pickle=False)
+        atomic_write_bytes(path / "vocab.json", json.dumps(self.vocab, ensure_ascii=False).encode())
+
+    @classmethod
+    def _load(cls, path: Path, meta: dict) -> "TfidfIndex":
+        from scipy import sparse
+
+        return cls(np.load(path / "ids.npy", allow_pickle=False), sparse.load_npz(path / "matrix.npz").tocsr(),
+                   json.loads((path / "vocab.json").read_text()), np.load(path / "idf.npy", allow_pickle=False))
+
+
+def _l2_rows(m):
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    from scipy import sparse
+
+    return sparse.diags(1.0 / norms).dot(m).tocsr().astype(np.float32)
+
+
+def build_lexical(kind: str, ids, token_lists: list[list[str]]) -> LexicalIndex:
+    if kind == "bm25":
+        return BM25Index.build(ids, token_lists)
+    if kind == "tfidf":
+        return TfidfIndex.build(ids, token_lists)
+    raise UnknownComponentError("lexical index", kind, list(LEXICAL_KINDS))
