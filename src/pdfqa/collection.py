@@ -24,7 +24,7 @@ from .embeddings import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .errors import CollectionError, EmbedderMismatchError
 from .faiss_index import DenseIndex
 from .lexical import LEXICAL_KINDS, LexicalIndex, build_lexical
-from .text.tokenize import get_tokenizer
+from .text.tokenize import cache_key, get_tokenizer
 from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, prefetch, prepare
 from .pdf import DEFAULT_READER
 from .store import DocumentRecord, Store, slug
@@ -393,13 +393,13 @@ class Collection:
 
     def _cache_tokens(self, hashes: list[str], texts: list[str], tokenizers: set[str] | None = None) -> None:
         for name in tokenizers or self._tokenizers():
-            have = self.store.cached_tokens(name, hashes)
+            have = self.store.cached_tokens(cache_key(name), hashes)
             todo = {h: t for h, t in zip(hashes, texts) if h not in have}
             if todo:
                 tok = get_tokenizer(name)
                 toks = {h: tok(t) for h, t in todo.items()}
                 if not self.store.readonly:
-                    self.store.put_tokens(name, toks)
+                    self.store.put_tokens(cache_key(name), toks)
 
     def lexical(self, kind: str = "bm25", *, tokenizer: str | None = None) -> LexicalIndex:
         """The ``bm25`` or ``tfidf`` index over every chunk, rebuilt from cached tokens when behind."""
@@ -421,9 +421,11 @@ class Collection:
             except Exception as e:  # derived data: rebuild rather than fail
                 log.warning("%s: %s; rebuilding", path, e)
                 idx = None
+        if idx is not None and getattr(idx, "tokenizer_key", cache_key(name)) != cache_key(name):
+            idx = None
         if idx is None or idx.generation != gen:
             ids, hashes = self.store.chunk_hashes()
-            toks = self.store.cached_tokens(name, hashes)
+            toks = self.store.cached_tokens(cache_key(name), hashes)
             missing = [i for i, h in zip(ids.tolist(), hashes) if h not in toks]
             if missing:
                 rows = self.store.chunks_by_rowid(missing)
@@ -431,12 +433,12 @@ class Collection:
                 new = {h: tok(self._embed_text(rows[i])) for i, h in zip(ids.tolist(), hashes) if i in rows}
                 toks.update(new)
                 if not self.store.readonly:
-                    self.store.put_tokens(name, new)
+                    self.store.put_tokens(cache_key(name), new)
             idx = build_lexical(kind, ids, [toks[h] for h in hashes])
             idx.generation = gen
             if not self.store.readonly:
                 path.parent.mkdir(exist_ok=True)
-                idx.save(path, {"tokenizer": name})
+                idx.save(path, {"tokenizer": name, "tokenizer_key": cache_key(name)})
                 if entry is None and name == DEFAULT_LEXICAL_TOKENIZER:
                     self.store.manifest["lexical"][kind] = {"tokenizer": name}
                     self.store.save_manifest()

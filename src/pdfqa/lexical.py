@@ -43,6 +43,7 @@ class LexicalIndex:
         cls = {"bm25": BM25Index, "tfidf": TfidfIndex}[meta["kind"]]
         idx = cls._load(path, meta)
         idx.generation = int(meta.get("generation", -1))
+        idx.tokenizer_key = meta.get("tokenizer_key", "")
         return idx
 
     def save(self, path: Path, meta: dict) -> None:

@@ -129,6 +129,12 @@ class PDFQA:
         q, vecs = self.collection.vectors_for(question, hits)
         return float(np.max(vecs @ q))
 
+    def sentence_similarity(self, question: str, sentences: list[str]) -> list[float]:
+        """Cosine similarity of the question to each sentence with the collection's default embedder."""
+        emb = self.collection.embedder(self.collection.embedder_spec)
+        q = self.collection.query_vector(question)
+        return (emb.embed_passages(sentences) @ q).tolist() if sentences else []
+
     def pack(self, question: str, hits: list[Hit], gen: Generator, lang: str) -> list[Hit]:
         """The hits that fit the generator's context window, best first."""
         limit = getattr(gen, "max_contexts", None) or len(hits)
@@ -221,7 +227,8 @@ class PDFQA:
                                    [self.label(h) for h in ctx], lang)
             pieces = []
             verify = getattr(gen, "verify_grounding", False)
-            for piece in gen.stream(msgs, max_new_tokens=self.max_new_tokens):
+            max_new = min(self.max_new_tokens, getattr(gen, "max_new_tokens", self.max_new_tokens))
+            for piece in gen.stream(msgs, max_new_tokens=max_new):
                 pieces.append(piece)
                 if not verify:  # a checked answer is shown only once it has passed the check
                     yield piece
@@ -242,7 +249,11 @@ class PDFQA:
         t = time.perf_counter()
         ext = get_generator("extractive")
         spec = ext.spec if gen.extractive else f"{gen.spec}→extractive"
-        text, used, support = ext.answer(query, [h.chunk.text for h in hits])
+        # sentences are matched against the user's own words; a follow-up's rewrite only widens retrieval
+        ctx_texts = [h.chunk.text for h in hits]
+        text, used, support = ext.answer(question, ctx_texts, similarity=self.sentence_similarity)
+        if not text and query != question:
+            text, used, support = ext.answer(query, ctx_texts, similarity=self.sentence_similarity)
         timings["generate"] = time.perf_counter() - t
         if not text:
             text = NOT_FOUND.get(lang, NOT_FOUND["en"])

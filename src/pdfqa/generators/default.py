@@ -11,5 +11,6 @@ class DefaultGenerator(SmolLM2Generator):
     #: answers must pass :func:`pdfqa.qa.grounded` or the extractive answerer takes over
     verify_grounding = True
     fallback = "extractive"
-    #: the small model reads best with few sources
-    max_contexts = 3
+    #: the small model reads best with few sources, and on CPU every token costs: keep answers short
+    max_contexts = 2
+    max_new_tokens = 96

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Callable
 
 from ..text import split_sentences
 from ..text.tokenize import get_tokenizer
@@ -37,8 +38,13 @@ class ExtractiveGenerator(Generator):
     def generate(self, messages: list[dict], *, max_new_tokens: int = 512, **kwargs) -> str:
         raise NotImplementedError("the extractive answerer works on (question, contexts): use answer()")
 
-    def answer(self, question: str, contexts: list[str]) -> tuple[str, list[int], float]:
-        """(answer text with [n] markers, 1-based context numbers used, support in [0, 1])."""
+    def answer(self, question: str, contexts: list[str],
+               similarity: Callable[[str, list[str]], list[float]] | None = None) -> tuple[str, list[int], float]:
+        """(answer text with [n] markers, 1-based context numbers used, support in [0, 1]).
+
+        ``similarity(question, sentences)``, when given (pdfqa passes the collection's dense
+        embedder), adds semantic closeness to the lexical score: paraphrases then count too.
+        """
         tok = get_tokenizer("default")
         q = [t for t in dict.fromkeys(tok(question))]
         sents = [(ci, s) for ci, text in enumerate(contexts, 1) for s in split_sentences(text.replace("\n", " "))
@@ -51,17 +57,26 @@ class ExtractiveGenerator(Generator):
         idf = {t: math.log(1 + (n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) for t in q}
         avg = sum(map(len, toks)) / n or 1.0
         q_weight = sum(idf.values()) or 1.0
-        scored = []
-        for i, ts in enumerate(toks):
+        lex, supports = [], []
+        for ts in toks:
             tf = Counter(ts)
-            bm25 = sum(idf[t] * tf[t] * 2.2 / (tf[t] + 1.2 * (0.25 + 0.75 * len(ts) / avg)) for t in q if t in tf)
-            support = sum(idf[t] for t in q if t in tf) / q_weight
-            rank_bonus = 0.05 / sents[i][0]  # earlier (better-retrieved) contexts win ties
-            scored.append((bm25 + rank_bonus, support, i))
+            lex.append(sum(idf[t] * tf[t] * 2.2 / (tf[t] + 1.2 * (0.25 + 0.75 * len(ts) / avg)) for t in q if t in tf))
+            supports.append(sum(idf[t] for t in q if t in tf) / q_weight)
+        top = max(lex) or 1.0
+        sem = list(similarity(question, [s for _, s in sents])) if similarity else [0.0] * n
+        lo, hi = min(sem), max(sem)
+        scored = []
+        for i in range(n):
+            semantic = (sem[i] - lo) / (hi - lo) if hi > lo else 0.0
+            rank_bonus = 0.1 / sents[i][0]  # better-retrieved contexts win ties
+            score = (0.5 * lex[i] / top + 0.5 * semantic if similarity else lex[i] / top) + rank_bonus
+            scored.append((score, supports[i], i))
         scored.sort(reverse=True)
+        # only sentences that contain enough of the question's terms can answer it
+        scored = [x for x in scored if x[1] >= self.min_support]
+        if not scored:
+            return "", [], max(supports)
         best_score, best_support, _ = scored[0]
-        if best_support < self.min_support:
-            return "", [], best_support
         chosen = [scored[0]]
         for s in scored[1:]:
             if len(chosen) >= self.max_sentences:

@@ -533,7 +533,9 @@ class HFGenerator(Generator):
     # -- loading -----------------------------------------------------------------------------------
     def _load_error(self, what: str, e: BaseException) -> PdfqaError:
         cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if Path(os.path.expanduser(self.model_name)).exists():
+        if what == "tokenizer" and any(w in str(e).lower() for w in ("sentencepiece", "protobuf")):
+            hint = "its sentencepiece tokenizer needs: pip install sentencepiece protobuf"
+        elif Path(os.path.expanduser(self.model_name)).exists():
             hint = "is it a folder written by save_pretrained (config.json, weights, tokenizer files)?"
         else:
             hint = ("give a local folder written by save_pretrained (hf:/path/to/model), or allow the download "
@@ -682,16 +684,24 @@ class HFGenerator(Generator):
             self._check_memory(estimate)
             kwargs: dict[str, Any] = {**self._hub_kwargs(), "config": config}
             kwargs["dtype" if _transformers_major() >= 5 else "torch_dtype"] = getattr(torch, estimate.dtype)
+            move = False
             if quant is not None:
                 kwargs["quantization_config"] = quant
                 kwargs["device_map"] = "auto" if self.device == "auto" else {"": self.device}
             elif self.device == "auto":
                 kwargs["device_map"] = "auto"
+            elif self.device.startswith("cuda"):
+                try:  # straight onto the GPU, without a full copy in CPU memory first
+                    import accelerate  # noqa: F401
+
+                    kwargs["device_map"] = {"": self.device}
+                except ImportError:
+                    move = True
             log.info("%s: loading %s (~%s of %s)", self.spec, self.model_name, fmt_bytes(estimate.weight_bytes),
                      estimate.describe())
             try:
                 model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-                if quant is None and self.device.startswith("cuda"):
+                if move:
                     model = model.to(self.device)
             except torch.cuda.OutOfMemoryError as e:
                 raise PdfqaError(f"{self.spec}: out of GPU memory while loading (~{fmt_bytes(estimate.weight_bytes)} "

@@ -26,6 +26,12 @@ from .lang import is_cjk
 log = logging.getLogger(__name__)
 Tokenizer = Callable[[str], list[str]]
 TOKENIZERS = ("default", "mecab", "sudachi", "bigram", "english", "whitespace")
+#: bump when tokenization changes: cached tokens in collections are keyed by name and this version
+TOKENIZER_VERSION = 2
+
+
+def cache_key(name: str) -> str:
+    return f"{name}@{TOKENIZER_VERSION}"
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
 _CJK_RUN = re.compile(r"[\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]+")
@@ -35,10 +41,13 @@ _DROP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白", "接続�
 
 @lru_cache(maxsize=1)
 def _english_stopwords() -> frozenset[str]:
+    # question words carry no content for matching passages (bm25s's list keeps some of them)
+    question_words = {"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "does", "did", "do",
+                      "is", "are", "was", "were", "can", "could", "would", "should", "tell", "me", "about"}
     try:
         from bm25s.stopwords import STOPWORDS_EN
 
-        return frozenset(STOPWORDS_EN)
+        return frozenset(STOPWORDS_EN) | question_words
     except ImportError:  # a small built-in list keeps tokenization usable without bm25s
         return frozenset("a an and are as at be but by for if in into is it no not of on or such that the their "
                          "then there these they this to was will with".split())

@@ -1,0 +1,116 @@
+"""Lexical, fused, reranked and diverse retrieval over one collection, and the retriever specs."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pdfqa import Collection
+from pdfqa.errors import EmbedderMismatchError, UnknownComponentError
+from pdfqa.lexical import BM25Index, TfidfIndex
+from pdfqa.retrieval import get_retriever, parse_spec, rrf_scores
+from pdfqa.text.tokenize import get_tokenizer
+
+from .conftest import JA_PAPER, SLIDES
+
+
+def test_japanese_is_tokenized_morphologically_english_stemmed():
+    tok = get_tokenizer("default")
+    assert tok("日本で梅雨がないのは北海道とどこか。") == ["日本", "梅雨", "ない", "北海道", "どこ"]
+    assert tok("Tokenizers split texts") == ["token", "split", "text"]
+    mixed = tok("BPE はサブワード分割の手法です")
+    assert mixed == ["bpe", "サブ", "ワード", "分割", "手法"]  # UniDic short units, particles dropped
+    assert get_tokenizer("bigram")("梅雨前線") == ["梅雨", "雨前", "前線"]
+    assert "梅雨" in get_tokenizer("sudachi")("梅雨がない")
+    with pytest.raises(UnknownComponentError):
+        get_tokenizer("nope")
+
+
+def test_bm25_matches_a_reference_computation():
+    docs = [["梅雨", "雨季", "梅雨"], ["北海道", "梅雨"], ["token", "split"], ["雨季"]]
+    idx = BM25Index.build([10, 11, 12, 13], docs)
+    ids, scores = idx.search(["梅雨", "雨季"], k=4)
+    # Lucene BM25 by hand: idf = ln(1 + (N - df + .5)/(df + .5)); k1 = 1.5, b = .75
+    n, avgdl, k1, b = 4, 2.0, 1.5, 0.75
+    def bm25(doc, q):
+        s = 0.0
+        for t in q:
+            df = sum(t in d for d in docs)
+            tf = doc.count(t)
+            s += np.log(1 + (n - df + 0.5) / (df + 0.5)) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(doc) / avgdl))
+        return s
+    ref = sorted(((bm25(d, ["梅雨", "雨季"]), 10 + i) for i, d in enumerate(docs)), reverse=True)
+    ref = [(i, s) for s, i in ref if s > 0]
+    assert ids == [i for i, _ in ref]
+    top = ref[0][1]
+    assert np.allclose(scores, [s / top for _, s in ref], atol=1e-3)
+
+
+def test_tfidf_is_cosine_of_sublinear_tf_idf():
+    idx = TfidfIndex.build([1, 2, 3], [["a", "b"], ["b", "c", "c"], ["d"]])
+    ids, scores = idx.search(["c"], k=3)
+    assert ids == [2] and 0 < scores[0] < 1
+
+
+def test_spec_grammar():
+    assert parse_spec("hybrid") == (["bm25", "dense"], [])
+    assert parse_spec("bm25+minilm|mmr:0.3") == (["bm25", "minilm"], [("mmr", "0.3")])
+    assert parse_spec("rerank:/models/ce") == (["bm25", "dense"], [("rerank", "/models/ce")])
+    assert parse_spec("st:intfloat/multilingual-e5-base") == (["st:intfloat/multilingual-e5-base"], [])
+    with pytest.raises(UnknownComponentError, match="retriever stage"):
+        parse_spec("bm25|boost")
+
+
+@pytest.mark.parametrize("spec", ["bm25", "tfidf", "dense", "e5-small", "hybrid", "hybrid|mmr:0.5"])
+def test_every_retriever_finds_the_bpe_slide(built, spec):
+    hits = built.search("What is byte pair encoding?", k=5, retriever=spec)
+    assert hits and hits[0].chunk.doc == SLIDES.name
+    assert any(h.chunk.page in (24, 25, 26) for h in hits[:3])
+    assert len({h.chunk.chunk_id for h in hits}) == len(hits)
+
+
+def test_japanese_bm25_finds_the_passage(built):
+    hits = built.search("ゼロトラストを提唱したのは誰", k=3, retriever="bm25")
+    assert hits[0].chunk.doc == JA_PAPER.name and any("Kindervag" in h.chunk.text for h in hits)
+
+
+def test_hybrid_is_reciprocal_rank_fusion_of_its_parts(built):
+    q = "tokenization with regular expressions"
+    bm = [h.chunk.chunk_id for h in built.search(q, k=50, retriever="bm25")]
+    de = [h.chunk.chunk_id for h in built.search(q, k=50, retriever="dense")]
+    fused = rrf_scores([bm, de])
+    expect = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])[:5]]
+    got = [h.chunk.chunk_id for h in built.search(q, k=5, retriever="hybrid")]
+    assert got == expect
+    weighted = get_retriever(built, "hybrid", weights=[0.0, 1.0]).search(q, k=5)
+    assert [h.chunk.chunk_id for h in weighted] == de[:5]
+
+
+def test_mmr_diversifies(built):
+    q = "Byte Pair Encoding"
+    plain = built.search(q, k=4, retriever="dense")
+    diverse = built.search(q, k=4, retriever="dense|mmr:0.2")
+    assert plain[0].chunk.chunk_id == diverse[0].chunk.chunk_id
+    assert {h.chunk.page for h in diverse} != {h.chunk.page for h in plain} or len({h.chunk.doc for h in diverse}) > 1
+
+
+def test_lexical_index_persists_and_updates_incrementally(fresh_copy, tmp_path):
+    path = fresh_copy.path
+    meta = json.loads((path / "lexical" / "bm25" / "meta.json").read_text())
+    assert meta["count"] == fresh_copy.store.count_chunks() and meta["generation"] == fresh_copy.store.generation
+    fresh_copy.remove(SLIDES.name)
+    meta = json.loads((path / "lexical" / "bm25" / "meta.json").read_text())
+    assert meta["count"] == fresh_copy.store.count_chunks()
+    assert all(h.chunk.doc == JA_PAPER.name for h in fresh_copy.search("tokenization BPE", k=5, retriever="bm25"))
+    reopened = Collection.open(path, readonly=True)
+    assert len(reopened.lexical("bm25")) == reopened.store.count_chunks()
+
+
+def test_retriever_with_unindexed_embedder_explains(built):
+    with pytest.raises(EmbedderMismatchError, match="no index for embedder 'minilm'"):
+        built.search("x", retriever="bm25+minilm")
+
+
+def test_langchain_retriever_uses_the_spec(built):
+    docs = built.as_retriever(k=3, retriever="bm25").invoke("WordPiece")
+    assert docs[0].metadata["doc"] == SLIDES.name and docs[0].metadata["page"] == 28
