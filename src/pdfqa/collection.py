@@ -186,6 +186,7 @@ class Collection:
                         last_save = time.perf_counter()
             finally:
                 self.store.document = self_document  # type: ignore[method-assign]
+                self._record_build_seconds(stages)
                 self._save_indexes()
         return IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)
 
@@ -211,8 +212,10 @@ class Collection:
             cached = self.store.cached_vectors(spec, hashes)
             todo = {h: tx for h, tx in zip(hashes, texts) if h not in cached}
             if todo:
+                t_spec = time.perf_counter()
                 vecs = embed_in_batches(self.embedder(spec), list(todo.values()), progress=progress,
                                         desc=f"{path.name[:30]} [{spec}]")
+                stages[f"embed:{spec}"] = stages.get(f"embed:{spec}", 0.0) + time.perf_counter() - t_spec
                 new_vectors[spec] = dict(zip(todo.keys(), vecs))
                 embedded = max(embedded, len(todo))
         stages["embed"] += time.perf_counter() - t
@@ -267,8 +270,10 @@ class Collection:
                     have = self.store.cached_vectors(spec, list(texts))
                     todo = [h for h in texts if h not in have]
                     if todo:
+                        t_spec = time.perf_counter()
                         vecs = embed_in_batches(self.embedder(spec), [texts[h] for h in todo], progress=False)
                         self.store.put_vectors({spec: dict(zip(todo, vecs))}, bump=False)
+                        stages[f"embed:{spec}"] = stages.get(f"embed:{spec}", 0.0) + time.perf_counter() - t_spec
                 stages["embed"] += time.perf_counter() - t
                 for prep in batch:
                     results.append(self._commit(prep, specs, stages, progress=False))
@@ -298,8 +303,21 @@ class Collection:
                 if len(batch) >= 64:  # embed in batches: one embedding call per 64 passages per spec
                     flush()
             flush()
+            self._record_build_seconds(stages)
             self._save_indexes()
         return IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)
+
+    def _record_build_seconds(self, stages: dict) -> None:
+        """Add this run's embedding seconds per embedder to the manifest (the cost of each index)."""
+        changed = False
+        for key, secs in stages.items():
+            spec = key.partition("embed:")[2]
+            if spec and spec in self.store.manifest["embedders"]:
+                e = self.store.manifest["embedders"][spec]
+                e["build_seconds"] = round(e.get("build_seconds", 0.0) + secs, 3)
+                changed = True
+        if changed and not self.store.readonly:
+            self.store.save_manifest()
 
     def add_embedder(self, spec: str, *, progress: bool = True) -> float:
         """Add (or complete) a dense index for ``spec`` over the stored chunks, no re-parsing.

@@ -1,0 +1,372 @@
+"""PDF work for the web app that must not run in the server's threads: checking uploads and
+rendering pages (pypdfium2 → PNG, with the quoted passage highlighted).
+
+PDFium is not thread-safe, not even across independent documents: two threads calling into it at
+once can crash the process or return wrong results. In the server process only the indexer thread
+calls PDFium (through :meth:`pdfqa.Collection.index`); everything here runs in a small pool of
+helper *processes* (:class:`PdfWorkers`), which also keeps a hostile upload that crashes or hangs
+PDFium away from the server: the helper dies or is killed, the server answers with an error.
+
+Functions named ``job_*`` run inside the helper processes; they import only the standard library,
+pypdfium2 and (when installed) Pillow.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import multiprocessing
+import re
+import struct
+import threading
+import unicodedata
+import zlib
+from pathlib import Path
+
+#: the highlight colour (RGBA) drawn over quoted passages
+HIGHLIGHT = (255, 214, 0, 96)
+HIGHLIGHT_EDGE = (230, 150, 0, 220)
+MAX_RENDER_PX = 2400
+
+
+class PdfJobError(Exception):
+    """A helper job failed for a reason the user should see (``status`` is the HTTP status to answer)."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------------- file names
+
+
+def safe_filename(name: str | None, *, max_chars: int = 120) -> str:
+    """A file name that is safe to store: the last path component only (``../../evil.pdf`` →
+    ``evil.pdf``), NFKC-normalised, no control characters, no leading dot, only word characters
+    (any script), digits and ``. - _ ( ) [ ] +`` and spaces, always ending in ``.pdf``."""
+    name = unicodedata.normalize("NFKC", name or "")
+    name = name.replace("\\", "/").split("/")[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = re.sub(r"[^\w.\-()\[\]+ ]", "_", name)
+    name = re.sub(r"\s+", " ", name)
+    name = re.sub(r"_{2,}", "_", name).strip(" ._")
+    stem, dot, ext = name.rpartition(".")
+    if not dot or ext.lower() != "pdf":
+        stem = name
+    stem = stem.strip(" ._")[:max_chars].rstrip(" ._")
+    while len(stem.encode("utf-8")) > 200:  # file systems limit names to 255 bytes
+        stem = stem[:-1]
+    return f"{stem or 'document'}.pdf"
+
+
+# ---------------------------------------------------------------------- helper-process jobs
+
+
+def _open(path: str):
+    import pypdfium2 as pdfium
+
+    try:
+        return pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as e:
+        code = getattr(e, "err_code", None)
+        causes = {3: "corrupt PDF (data format error)", 4: "password-protected (a password is required)",
+                  5: "unsupported security handler (encryption)", 6: "page not found or damaged"}
+        raise PdfJobError(causes.get(code, f"cannot be opened as a PDF ({e})")) from None
+
+
+def job_check_pdf(path: str, max_pages: int) -> dict:
+    """Check an uploaded file by its content: a ``%PDF-`` header, opens in PDFium, has 1..max_pages
+    pages and every page loads. Returns ``{"pages": n}``; raises :class:`PdfJobError` otherwise."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if not head:
+        raise PdfJobError("empty file (0 bytes)")
+    if b"%PDF-" not in head:
+        raise PdfJobError(f"not a PDF: the content has no %PDF- header (it looks like {_sniff(head)}); "
+                          "files are checked by content, not by name", 415)
+    pdf = _open(path)
+    try:
+        n = len(pdf)
+        if n == 0:
+            raise PdfJobError("the PDF has no pages")
+        if n > max_pages:
+            raise PdfJobError(f"too many pages ({n} > limit {max_pages}); split the file or ask for a higher limit", 413)
+        for i in range(n):  # load every page and its text once: a damaged page fails here, not in the indexer
+            page = pdf[i]
+            tp = page.get_textpage()
+            tp.count_chars()
+            tp.close()
+            page.close()
+        return {"pages": n}
+    finally:
+        pdf.close()
+
+
+def _sniff(head: bytes) -> str:
+    for magic, kind in ((b"PK\x03\x04", "a ZIP/Office file"), (b"\x89PNG", "a PNG image"),
+                        (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                        (b"{\\rtf", "an RTF document"), (b"\xd0\xcf\x11\xe0", "an old Office file"),
+                        (b"MZ", "a Windows program"), (b"\x7fELF", "a Linux program")):
+        if head.startswith(magic):
+            return kind
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "an HTML page"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "binary data"
+
+
+def _norm_chars(text: str) -> list[tuple[str, int]]:
+    """(normalised character, index in ``text``) for the letters and digits of ``text``: NFKC,
+    case-folded, everything else (spaces, line breaks, hyphens, punctuation) dropped, so a quote
+    matches the page however the extraction broke lines or spaced CJK text."""
+    out = []
+    for i, ch in enumerate(text):
+        for c in unicodedata.normalize("NFKC", ch).casefold():
+            if c.isalnum():
+                out.append((c, i))
+    return out
+
+
+def find_spans(page_text: str, quote: str, *, min_len: int | None = None) -> tuple[list[int], float]:
+    """Indices of ``page_text``'s characters that spell out ``quote`` (whitespace, punctuation and
+    case ignored), and the share of the quote's letters found. The whole quote is tried first; else
+    its longest pieces that occur on the page, in order (a quote running onto the next page, or
+    text the extraction spelled differently, is highlighted where it matches)."""
+    page = _norm_chars(page_text)
+    q = "".join(c for c, _ in _norm_chars(quote))
+    if not q or not page:
+        return [], 0.0
+    hay = "".join(c for c, _ in page)
+    at = hay.find(q)
+    if at >= 0:
+        return [page[j][1] for j in range(at, at + len(q))], 1.0
+    cjk = any(ord(c) > 0x2E80 for c in q)
+    min_len = min_len or (4 if cjk else 10)
+    found: list[int] = []
+    matched, i, start = 0, 0, 0
+    while i <= len(q) - min_len:
+        if hay.find(q[i:i + min_len], start) < 0:
+            i += 1
+            continue
+        lo, hi = min_len, len(q) - i  # longest piece starting at i that occurs after `start`
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if hay.find(q[i:i + mid], start) >= 0:
+                lo = mid
+            else:
+                hi = mid - 1
+        pos = hay.find(q[i:i + lo], start)
+        found.extend(page[j][1] for j in range(pos, pos + lo))
+        matched += lo
+        start = pos + lo
+        i += lo
+    return found, matched / len(q)
+
+
+def _line_boxes(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
+    """Merge character boxes (x0, y0, x1, y1 in pixels, top-left origin, reading order) into one box
+    per run of characters on a line."""
+    rects: list[list[int]] = []
+    for x0, y0, x1, y1 in boxes:
+        if x1 - x0 <= 0 or y1 - y0 <= 0:
+            continue
+        if rects:
+            cur = rects[-1]
+            h = max(cur[3] - cur[1], y1 - y0)
+            same_line = abs((cur[1] + cur[3]) / 2 - (y0 + y1) / 2) < 0.6 * h
+            if same_line and x0 <= cur[2] + 2.5 * h and x1 >= cur[0] - h:
+                cur[0], cur[1], cur[2], cur[3] = min(cur[0], x0), min(cur[1], y0), max(cur[2], x1), max(cur[3], y1)
+                continue
+        rects.append([x0, y0, x1, y1])
+    return rects
+
+
+def _page_text(tp) -> str:
+    import pypdfium2.raw as pdfium_c
+
+    n = tp.count_chars()
+    return "".join(chr(pdfium_c.FPDFText_GetUnicode(tp.raw, i) or 0xFFFD) for i in range(n))
+
+
+def job_render_page(path: str, page: int, scale: float, quote: str | None) -> dict:
+    """Render page ``page`` (1-based) to PNG, with ``quote`` highlighted where it is found.
+
+    Returns ``{"png": bytes, "pages", "page", "page_label", "width", "height", "boxes": [[x0, y0, x1, y1]]
+    (pixels, top-left origin), "matched": share of the quote found, "drawn": whether the boxes are drawn
+    into the PNG (Pillow installed)}``.
+    """
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    pdf = _open(path)
+    try:
+        n = len(pdf)
+        if not 1 <= page <= n:
+            raise PdfJobError(f"page {page} does not exist (the document has {n} pages)", 404)
+        label = pdf.get_page_label(page - 1) or None
+        pg = pdf[page - 1]
+        w_pt, h_pt = pg.get_size()
+        scale = max(0.2, min(float(scale), MAX_RENDER_PX / max(w_pt, h_pt, 1.0)))
+        bitmap = pg.render(scale=scale)
+        width, height = bitmap.width, bitmap.height
+        boxes: list[list[int]] = []
+        matched = 0.0
+        if quote:
+            tp = pg.get_textpage()
+            idx, matched = find_spans(_page_text(tp), quote)
+            dx, dy = ctypes.c_int(), ctypes.c_int()
+
+            def to_px(x: float, y: float) -> tuple[int, int]:
+                pdfium_c.FPDF_PageToDevice(pg.raw, 0, 0, width, height, 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
+                return dx.value, dy.value
+
+            char_px = []
+            for i in sorted(set(idx)):  # boxes in device space: rotated pages read left to right there
+                l, b, r, t = tp.get_charbox(i)
+                xs, ys = zip(to_px(l, b), to_px(r, t), to_px(l, t), to_px(r, b))
+                char_px.append((min(xs), min(ys), max(xs), max(ys)))
+            pad = 2
+            for x0, y0, x1, y1 in _line_boxes(char_px):
+                boxes.append([max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)])
+            tp.close()
+        png, drawn = _encode_png(bitmap, boxes)
+        pg.close()
+        return {"png": png, "pages": n, "page": page, "page_label": label, "width": width, "height": height,
+                "boxes": boxes, "matched": round(matched, 3), "drawn": drawn}
+    finally:
+        pdf.close()
+
+
+def _encode_png(bitmap, boxes: list[list[int]]) -> tuple[bytes, bool]:
+    try:
+        from PIL import Image, ImageDraw
+    except ImportError:  # no Pillow: a plain PNG; the page draws the boxes itself
+        arr = bitmap.to_numpy()
+        return png_from_array(arr, bitmap.mode), False
+    img = bitmap.to_pil().convert("RGB")
+    if boxes:
+        overlay = Image.new("RGBA", img.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(overlay)
+        for x0, y0, x1, y1 in boxes:
+            draw.rectangle([x0, y0, x1, y1], fill=HIGHLIGHT, outline=HIGHLIGHT_EDGE, width=2)
+        img = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue(), bool(boxes)
+
+
+def png_from_array(arr, mode: str = "BGR") -> bytes:
+    """Encode an 8-bit image array (H×W×3 or ×4 in pdfium's ``BGR``/``BGRA``/``BGRX`` order, or H×W grey)
+    as PNG with the standard library only."""
+    import numpy as np
+
+    a = np.asarray(arr)
+    if a.ndim == 2:
+        color, rgb = 0, a
+    else:
+        rgb = a[..., :3]
+        if mode.upper().startswith("BGR"):
+            rgb = rgb[..., ::-1]
+        color = 2
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def job_ping() -> bool:
+    import pypdfium2  # noqa: F401  (warm the import)
+
+    return True
+
+
+# ---------------------------------------------------------------------- the helper pool
+
+
+class PdfWorkers:
+    """A small pool of helper processes (``spawn``: no state or threads inherited from the server).
+
+    :meth:`call` runs a job with a time limit; a job that times out or kills its process (a hostile
+    PDF crashing PDFium) gets the pool replaced and raises :class:`PdfJobError`.
+    """
+
+    def __init__(self, workers: int = 2, timeout: float = 60.0):
+        self.workers = workers
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    def _get(self) -> cf.ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def _reset(self, pool: cf.ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is not pool:
+                return
+            self._pool = None
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            try:
+                proc.terminate()
+            except Exception:
+                pass
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def call(self, fn, *args, timeout: float | None = None):
+        pool = self._get()
+        try:
+            fut = pool.submit(fn, *args)
+        except (cf.process.BrokenProcessPool, RuntimeError):
+            self._reset(pool)
+            pool = self._get()
+            fut = pool.submit(fn, *args)
+        try:
+            return fut.result(timeout=timeout or self.timeout)
+        except cf.TimeoutError:
+            self._reset(pool)
+            raise PdfJobError(f"the PDF took longer than {timeout or self.timeout:.0f}s to process", 422) from None
+        except cf.process.BrokenProcessPool:
+            self._reset(pool)
+            raise PdfJobError("the PDF crashed the PDF engine (corrupt or hostile file)", 422) from None
+
+    def warm_up(self) -> None:
+        try:
+            self.call(job_ping)
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.join(timeout=5)
+                if proc.is_alive():
+                    proc.terminate()
+
+
+def write_upload(src, dst: Path, limit: int, chunk: int = 1 << 20) -> int:
+    """Copy a file-like ``src`` to ``dst``, stopping at ``limit`` bytes; returns the size or -1 when over."""
+    total = 0
+    with open(dst, "wb") as out:
+        while True:
+            block = src.read(chunk)
+            if not block:
+                break
+            total += len(block)
+            if total > limit:
+                return -1
+            out.write(block)
+    return total
