@@ -78,7 +78,9 @@ def test_hybrid_is_reciprocal_rank_fusion_of_its_parts(built):
     q = "tokenization with regular expressions"
     bm = [h.chunk.chunk_id for h in built.search(q, k=50, retriever="bm25")]
     de = [h.chunk.chunk_id for h in built.search(q, k=50, retriever="dense")]
-    fused = rrf_scores([bm, de])
+    from pdfqa.retrieval import HYBRID_WEIGHTS
+
+    fused = rrf_scores([bm, de], list(HYBRID_WEIGHTS))
     expect = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])[:5]]
     got = [h.chunk.chunk_id for h in built.search(q, k=5, retriever="hybrid")]
     assert got == expect

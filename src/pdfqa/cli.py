@@ -36,6 +36,8 @@ def index(
     embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Embedder spec (default e5-small). On an "
                                            "existing collection, adds an index for it over the same chunks."),
     chunk_tokens: int = typer.Option(256, help="Maximum chunk size in the embedder's tokens (new collections)."),
+    index_kind: Optional[str] = typer.Option(None, "--index-kind", help="FAISS index: flat (exact, default), "
+                                             "hnsw or ivfpq (large collections)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -46,6 +48,8 @@ def index(
         col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens)
         report = col.index(paths or [], progress=not quiet and not as_json,
                            on_file=None if as_json else _print_file)
+        if index_kind:
+            col.set_index_kind(index_kind, embedder)
     except PdfqaError as e:
         _fail(e)
     if as_json:
@@ -119,7 +123,8 @@ def info(collection: Path = CollectionOpt,
               f"format v{data['format_version']}")
     for spec, e in data["embedders"].items():
         default = " (default)" if spec == data["default_embedder"] else ""
-        out.print(f"  embedder {spec}{default}: {e['dim']}-d, {e['index']} index, {e['vectors']} vectors")
+        per = f", {e['bytes_per_chunk']:.0f} bytes/chunk" if e.get("bytes_per_chunk") else ""
+        out.print(f"  embedder {spec}{default}: {e['dim']}-d, {e['index_kind']} index, {e['vectors']} vectors{per}")
     table = Table("document", "pages", "chunks", "skipped pages")
     for d in data["documents"]:
         table.add_row(d["doc"], str(d["pages"]), str(d["chunks"]), str(len(d["skipped"])))
@@ -245,6 +250,31 @@ def chat(
                     sys.stdout.flush()
         except PdfqaError as e:
             err.print(f"[red]error:[/red] {e}", highlight=False)
+
+
+@app.command()
+def similar(
+    positive: List[str] = typer.Argument(..., help="Words to add (e.g. 自衛隊); prefix a word with - to subtract."),
+    vectors: str = typer.Option("ja-ginza", "--vectors", "-v", help="ja-ginza, glove-50 or a word2vec file."),
+    negative: List[str] = typer.Option([], "--minus", "-m", help="Words to subtract (e.g. 海)."),
+    topn: int = typer.Option(10, "-n", help="How many neighbours."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Nearest words in word-vector space: `pdfqa similar 自衛隊 --minus 海` (analogies by adding/subtracting)."""
+    from .wordvectors import most_similar
+
+    pos = [w for w in positive if not w.startswith("-") or len(w) == 1]
+    neg = list(negative) + [w[1:] for w in positive if w.startswith("-") and len(w) > 1]
+    try:
+        result = most_similar(vectors, positive=pos, negative=neg, topn=topn)
+    except PdfqaError as e:
+        _fail(e)
+    if as_json:
+        _dump({"vectors": vectors, "positive": pos, "negative": neg,
+               "similar": [{"word": w, "score": round(float(sc), 4)} for w, sc in result]})
+        return
+    for w, sc in result:
+        out.print(f"{sc:6.3f}  {w}", highlight=False)
 
 
 @app.command("eval")

@@ -232,6 +232,9 @@ class Collection:
         removed, added = self.store.replace_document(rec, chunks, hashes, new_vectors)
         gen = self.store.generation
         for spec, idx in indexes.items():
+            if removed and not idx.supports_remove:
+                self._indexes.pop(spec, None)  # rebuilt from stored vectors on next use
+                continue
             idx.remove(removed)
             vec_by_hash = {**self.store.cached_vectors(spec, [h for h in hashes if h not in new_vectors.get(spec, {})]),
                            **new_vectors.get(spec, {})}
@@ -388,9 +391,10 @@ class Collection:
                 idx = DenseIndex.load(path)
             except CollectionError as e:
                 log.warning("%s; rebuilding it from stored vectors", e)
-        if idx is None or idx.generation != gen or idx.dim != entry["dim"]:
+        kind = entry.get("index", "flat")
+        if idx is None or idx.generation != gen or idx.dim != entry["dim"] or (idx.kind != kind and kind != "ivfpq"):
             ids, vecs = self.store.index_vectors(spec, entry["dim"])
-            idx = DenseIndex.build(ids, vecs, generation=gen) if len(ids) else DenseIndex.empty(entry["dim"])
+            idx = DenseIndex.build(ids, vecs, generation=gen, kind=kind) if len(ids) else DenseIndex.empty(entry["dim"])
             idx.generation = gen
         self._indexes[spec] = idx
         return idx
@@ -400,7 +404,7 @@ class Collection:
             return
         for spec, idx in self._indexes.items():
             if idx.generation == self.store.generation:
-                idx.save(self._index_path(spec), {"embedder": spec, "kind": "flat"})
+                idx.save(self._index_path(spec), {"embedder": spec, "kind": idx.kind})
         for kind in self.store.manifest.get("lexical", {}):
             self.lexical(kind)  # rebuilt from cached tokens and saved when behind
 
@@ -528,7 +532,11 @@ class Collection:
             indexes = {s: self._index(s) for s in self.store.manifest["embedders"]}
             removed = self.store.remove_document(doc)
             gen = self.store.generation
-            for idx in indexes.values():
+            for spec, idx in indexes.items():
+                if not idx.supports_remove:
+                    self._indexes.pop(spec, None)
+                    self._index(spec)
+                    continue
                 idx.remove(removed)
                 idx.generation = gen
             self._save_indexes()
@@ -543,9 +551,33 @@ class Collection:
         m = self.store.manifest
         return {"path": str(self.path), "format_version": m["format_version"],
                 "default_embedder": m["default_embedder"], "chunking": m["chunking"],
-                "embedders": {s: {**e, "vectors": len(self._index(s))} for s, e in m["embedders"].items()},
+                "embedders": {s: self._index_info(s, e) for s, e in m["embedders"].items()},
                 "documents": [d.to_json() for d in docs], "n_documents": len(docs),
                 "n_chunks": self.store.count_chunks(), "generation": self.store.generation}
+
+    def _index_info(self, spec: str, entry: dict) -> dict:
+        idx = self._index(spec)
+        size = idx.memory_bytes()
+        return {**entry, "vectors": len(idx), "index_kind": idx.kind, "index_bytes": size,
+                "bytes_per_chunk": round(size / len(idx), 1) if len(idx) else None}
+
+    def set_index_kind(self, kind: str, embedder: str | None = None) -> None:
+        """Switch an embedder's FAISS index to ``flat``, ``hnsw`` or ``ivfpq`` (rebuilt from stored vectors)."""
+        from .faiss_index import INDEX_KINDS
+
+        if kind not in INDEX_KINDS:
+            from .errors import UnknownComponentError
+
+            raise UnknownComponentError("index kind", kind, list(INDEX_KINDS))
+        spec = embedder or self.embedder_spec
+        with self.store.write_lock():
+            self.check_embedder(spec)["index"] = kind
+            self.store.save_manifest()
+            self._indexes.pop(spec, None)
+            ids, vecs = self.store.index_vectors(spec, self.embedders[spec]["dim"])
+            idx = DenseIndex.build(ids, vecs, generation=self.store.generation, kind=kind)
+            self._indexes[spec] = idx
+            self._save_indexes()
 
     def as_retriever(self, k: int = 5, retriever: str | None = None, embedder: str | None = None):
         """This collection as a LangChain ``BaseRetriever`` (see :mod:`pdfqa.retrieval`)."""

@@ -15,28 +15,76 @@ import numpy as np
 from .errors import CollectionError
 from .store import atomic_write_bytes, atomic_write_json
 
-INDEX_KINDS = ("flat",)
+INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 64, 80
+IVF_NPROBE = 16
 
 
 class DenseIndex:
-    """Inner-product search (cosine on normalised vectors) over ``IndexIDMap2(IndexFlatIP)``."""
+    """Inner-product search (cosine on normalised vectors), keyed by chunk row ids.
 
-    def __init__(self, index, generation: int = 0):
+    ``flat`` (exact, the default), ``hnsw`` (graph, ~3× the memory of the vectors, fast at 100k+;
+    deletions rebuild it) or ``ivfpq`` (inverted lists + product quantisation: ~1/30 of the memory,
+    approximate; needs ≥ ~10k vectors to train, below that it stays flat).
+    """
+
+    def __init__(self, index, generation: int = 0, kind: str = "flat"):
         self.index = index
         self.generation = generation
+        self.kind = kind
 
     @classmethod
-    def empty(cls, dim: int) -> "DenseIndex":
+    def empty(cls, dim: int, kind: str = "flat") -> "DenseIndex":
         import faiss
 
-        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+        if kind == "hnsw":
+            inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            inner.hnsw.efSearch = HNSW_EF_SEARCH
+            return cls(faiss.IndexIDMap2(inner), kind="hnsw")
+        if kind not in INDEX_KINDS:
+            from .errors import UnknownComponentError
+
+            raise UnknownComponentError("index kind", kind, list(INDEX_KINDS))
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), kind="flat")
 
     @classmethod
-    def build(cls, ids: np.ndarray, vecs: np.ndarray, generation: int = 0) -> "DenseIndex":
-        idx = cls.empty(vecs.shape[1])
+    def build(cls, ids: np.ndarray, vecs: np.ndarray, generation: int = 0, kind: str = "flat") -> "DenseIndex":
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        if kind == "ivfpq":
+            idx = cls._ivfpq(vecs)
+        else:
+            idx = cls.empty(vecs.shape[1], kind)
         idx.add(ids, vecs)
         idx.generation = generation
         return idx
+
+    @classmethod
+    def _ivfpq(cls, vecs: np.ndarray) -> "DenseIndex":
+        import faiss
+
+        n, dim = vecs.shape
+        nlist = max(1, int(np.sqrt(n)))
+        m = next(m for m in (48, 32, 24, 16, 12, 8, 4, 2, 1) if dim % m == 0)
+        if n < 39 * nlist or n < 10_000:  # too few vectors to train the quantisers well
+            return cls.empty(dim, "flat")
+        quantizer = faiss.IndexFlatIP(dim)
+        inner = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        sample = vecs[rng.choice(n, size=min(n, 256 * nlist), replace=False)]
+        inner.train(sample)
+        inner.nprobe = IVF_NPROBE
+        return cls(faiss.IndexIDMap2(inner), kind="ivfpq")
+
+    @property
+    def supports_remove(self) -> bool:
+        return self.kind != "hnsw"
+
+    def memory_bytes(self) -> int:
+        """Size of the serialised index (what it costs on disk and, roughly, in memory)."""
+        import faiss
+
+        return int(faiss.serialize_index(self.index).nbytes) if len(self) else 0
 
     @property
     def dim(self) -> int:
@@ -51,6 +99,8 @@ class DenseIndex:
 
     def remove(self, ids) -> None:
         if len(ids):
+            if not self.supports_remove:
+                raise NotImplementedError("hnsw indexes cannot delete: rebuild from the stored vectors")
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[list[int], list[float]]:
@@ -77,4 +127,9 @@ class DenseIndex:
             index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
         except Exception as e:
             raise CollectionError(f"{path}: unreadable index ({e})") from e
-        return cls(index, int(meta.get("generation", -1)))
+        kind = meta.get("kind", "flat")
+        if kind == "hnsw":
+            faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+        elif kind == "ivfpq":
+            faiss.extract_index_ivf(index).nprobe = IVF_NPROBE
+        return cls(index, int(meta.get("generation", -1)), kind=kind)

@@ -27,7 +27,10 @@ from .errors import UnknownComponentError
 #: names accepted besides embedder specs
 RETRIEVERS = ("dense", "bm25", "tfidf", "hybrid", "A+B (fusion)", "…|rerank:<model>", "…|mmr[:lambda]")
 DEFAULT_RETRIEVER = "hybrid"
-RRF_K = 60
+#: reciprocal-rank fusion constant and `hybrid`'s weights (BM25, dense): chosen on the public sets
+#: jsquad_valid and squad_expmrc with benchmarks/fusion_grid.py (see benchmarks/README.md)
+RRF_K = 20
+HYBRID_WEIGHTS = (1.0, 0.5)
 
 
 def parse_spec(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -160,7 +163,10 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
         else:
             collection.check_embedder(p)  # explains what the collection has
             built.append(DenseRetriever(collection, p))
-    r: Retriever = built[0] if len(built) == 1 else FusionRetriever(built, weights, k_rrf, name=spec.split("|")[0])
+    head = spec.split("|")[0].strip()
+    if weights is None and (head == "hybrid" or head.startswith("hybrid:")):
+        weights = list(HYBRID_WEIGHTS)
+    r: Retriever = built[0] if len(built) == 1 else FusionRetriever(built, weights, k_rrf, name=head)
     for name, arg in post:
         if name == "rerank":
             if not arg:

@@ -12,9 +12,7 @@ pypdfium2 and (when installed) Pillow.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import io
-import multiprocessing
 import re
 import struct
 import threading
@@ -89,7 +87,7 @@ def job_check_pdf(path: str, max_pages: int) -> dict:
         if n == 0:
             raise PdfJobError("the PDF has no pages")
         if n > max_pages:
-            raise PdfJobError(f"too many pages ({n} > limit {max_pages}); split the file or ask for a higher limit", 413)
+            raise PdfJobError(f"too many pages ({n} > limit {max_pages}); split the file or ask for a higher limit")
         for i in range(n):  # load every page and its text once: a damaged page fails here, not in the indexer
             page = pdf[i]
             tp = page.get_textpage()
@@ -288,56 +286,142 @@ def job_ping() -> bool:
     return True
 
 
-# ---------------------------------------------------------------------- the helper pool
+# ---------------------------------------------------------------------- the helper processes
+
+JOBS = {"check": job_check_pdf, "render": job_render_page, "ping": job_ping}
+
+
+def helper_main() -> None:
+    """A helper process: length-prefixed pickled ``(job, args)`` on stdin, ``(ok, value)`` on stdout.
+    (Pickle only ever travels between the server and the helpers it started, never to or from disk.)"""
+    import os
+    import pickle
+    import sys
+
+    inp = sys.stdin.buffer
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed by a library goes to stderr, not into the protocol
+    while True:
+        head = inp.read(8)
+        if len(head) < 8:
+            return
+        name, args = pickle.loads(inp.read(struct.unpack(">Q", head)[0]))
+        try:
+            res = (True, JOBS[name](*args))
+        except PdfJobError as e:
+            res = (False, (str(e), e.status))
+        except Exception as e:  # a parser error on a hostile file is an answer, not a crash
+            res = (False, (f"cannot be processed ({type(e).__name__}: {str(e)[:200]})", 422))
+        data = pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(struct.pack(">Q", len(data)) + data)
+        out.flush()
+
+
+class _Helper:
+    def __init__(self):
+        import os
+        import subprocess
+        import sys
+
+        src = str(Path(__file__).resolve().parents[2])  # the directory holding the pdfqa package
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+        self.proc = subprocess.Popen([sys.executable, "-c", "from pdfqa.app.pdftools import helper_main; helper_main()"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
+
+    def call(self, name: str, args: tuple, timeout: float):
+        import pickle
+        import select
+        import time
+
+        data = pickle.dumps((name, args))
+        self.proc.stdin.write(struct.pack(">Q", len(data)) + data)
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+
+        def read(n: int) -> bytes:
+            buf = bytearray()
+            while len(buf) < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise TimeoutError
+                block = os_read(fd, n - len(buf))
+                if not block:
+                    raise EOFError
+                buf += block
+            return bytes(buf)
+
+        n = struct.unpack(">Q", read(8))[0]
+        ok, value = pickle.loads(read(n))
+        if not ok:
+            raise PdfJobError(*value)
+        return value
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()  # the helper exits at end of input
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.kill()
+
+
+def os_read(fd: int, n: int) -> bytes:
+    import os
+
+    return os.read(fd, n)
 
 
 class PdfWorkers:
-    """A small pool of helper processes (``spawn``: no state or threads inherited from the server).
+    """Up to ``workers`` helper processes (started on demand with ``python -c``, so the server's
+    ``__main__`` is never re-imported, and nothing is inherited from the server's threads).
 
     :meth:`call` runs a job with a time limit; a job that times out or kills its process (a hostile
-    PDF crashing PDFium) gets the pool replaced and raises :class:`PdfJobError`.
+    PDF crashing PDFium) gets that helper killed and raises :class:`PdfJobError`.
     """
 
     def __init__(self, workers: int = 2, timeout: float = 60.0):
-        self.workers = workers
+        self.workers = max(1, workers)
         self.timeout = timeout
+        self._slots = threading.Semaphore(self.workers)
+        self._idle: list[_Helper] = []
         self._lock = threading.Lock()
-        self._pool: cf.ProcessPoolExecutor | None = None
-
-    def _get(self) -> cf.ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-            return self._pool
-
-    def _reset(self, pool: cf.ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._pool is not pool:
-                return
-            self._pool = None
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            try:
-                proc.terminate()
-            except Exception:
-                pass
-        pool.shutdown(wait=False, cancel_futures=True)
+        self._closed = False
 
     def call(self, fn, *args, timeout: float | None = None):
-        pool = self._get()
-        try:
-            fut = pool.submit(fn, *args)
-        except (cf.process.BrokenProcessPool, RuntimeError):
-            self._reset(pool)
-            pool = self._get()
-            fut = pool.submit(fn, *args)
-        try:
-            return fut.result(timeout=timeout or self.timeout)
-        except cf.TimeoutError:
-            self._reset(pool)
-            raise PdfJobError(f"the PDF took longer than {timeout or self.timeout:.0f}s to process", 422) from None
-        except cf.process.BrokenProcessPool:
-            self._reset(pool)
-            raise PdfJobError("the PDF crashed the PDF engine (corrupt or hostile file)", 422) from None
+        name = next(k for k, v in JOBS.items() if v is fn)
+        limit = timeout or self.timeout
+        with self._slots:
+            with self._lock:
+                helper = self._idle.pop() if self._idle else None
+            if helper is None or helper.proc.poll() is not None:
+                helper = _Helper()
+            try:
+                out = helper.call(name, args, limit)
+            except PdfJobError:
+                self._give_back(helper)
+                raise
+            except TimeoutError:
+                helper.kill()
+                raise PdfJobError(f"took longer than {limit:.0f}s to process (the PDF engine was stopped)") from None
+            except (EOFError, OSError, ValueError):
+                helper.kill()
+                raise PdfJobError("crashed the PDF engine (a corrupt or hostile file?)") from None
+            self._give_back(helper)
+            return out
+
+    def _give_back(self, helper: _Helper) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.append(helper)
+                return
+        helper.close()
 
     def warm_up(self) -> None:
         try:
@@ -347,14 +431,10 @@ class PdfWorkers:
 
     def close(self) -> None:
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            procs = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in procs:
-                proc.join(timeout=5)
-                if proc.is_alive():
-                    proc.terminate()
+            self._closed = True
+            helpers, self._idle = self._idle, []
+        for h in helpers:
+            h.close()
 
 
 def write_upload(src, dst: Path, limit: int, chunk: int = 1 << 20) -> int:

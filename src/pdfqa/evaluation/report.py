@@ -76,7 +76,8 @@ def _plots(run: dict, out: Path) -> list[Path]:
         xs = [j + i * width for j in range(len(cols))]
         ax.bar(xs, [r["metrics"][c] for c in cols], width, label=r["retriever"])
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], cols)
-    ax.set_ylim(0, 1)
+    low = min((r["metrics"][c] for r in run["results"] for c in cols), default=0.0)
+    ax.set_ylim(max(0.0, int((low - 0.05) * 10) / 10), 1)  # zoom in where the retrievers differ
     ax.set_ylabel("score")
     ax.set_title(f"{Path(run['qa']).parent.name or 'QA'}: {run['n_questions']} questions")
     ax.legend(fontsize=8, loc="lower right")
