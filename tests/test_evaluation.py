@@ -105,3 +105,57 @@ def test_pdf_pool_reports_doc_and_page_hits(tmp_path):
     # the pool is cached: a second open does no indexing work
     col2 = open_pool(tmp_path / "w", pdfs=EXAMPLES, progress=False)
     assert col2.store.generation == col.store.generation
+
+
+def test_answer_metrics_japanese_aware():
+    from pdfqa.evaluation.answers import citation_precision, exact_match, token_f1
+
+    assert exact_match("小笠原諸島 [1]", ["小笠原諸島"]) == 1.0
+    assert exact_match("東アジア", ["東アジアの広範囲"]) == 0.0
+    assert token_f1("東アジアの広範囲", ["東アジア"]) == pytest.approx(2 * (4 / 8) * 1 / (4 / 8 + 1))
+    assert token_f1("The Eiffel tower, Paris.", ["Eiffel Tower"]) == pytest.approx(0.8)
+    assert exact_match("ＡＩ", ["AI"]) == 1.0  # NFKC: full-width = half-width
+    assert citation_precision([("a.pdf", [3]), ("a.pdf", [9])], {"a.pdf"}, {("a.pdf", 3)}) == 0.5
+    assert citation_precision([("a.pdf", [9]), ("b.pdf", [1])], {"a.pdf"}, set()) == 0.5
+    assert citation_precision([], {"a.pdf"}, set()) is None
+
+
+def test_eval_with_generator_scores_answers(built, tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    rows = [{"id": "1", "question": "ゼロトラストの概念を提唱したのは誰か", "answers": ["John Kindervag"],
+             "doc_ids": [JA_PAPER.name], "pages": [{"doc": JA_PAPER.name, "page": 7}]},
+            {"id": "2", "question": "What is the boiling point of mercury?", "answers": ["356.7 °C"],
+             "doc_ids": [SLIDES.name]}]
+    qa.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    res = evaluate(built, load_qa(qa), ["hybrid"], k=5, progress=False, generator="extractive")
+    a = res["results"][0]["answer"]
+    assert set(a) == {"em", "f1", "citation_precision", "abstention_rate", "seconds_mean"}
+    assert a["abstention_rate"] == 0.5 and a["citation_precision"] == 1.0 and 0 < a["f1"] < 1
+
+
+def test_qa_generate_offline_and_with_an_llm(built, tmp_path):
+    from pdfqa.evaluation.synthetic import generate_questions
+
+    from .openai_server import serve
+
+    rows = list(generate_questions(built, "extractive", 4, seed=1))
+    assert len(rows) == 4 and len({r["question"] for r in rows}) == 4
+    chunks = {c.chunk_id: c for _, c, _ in built.store.iter_chunks()}
+    for r in rows:
+        gold = chunks[r["chunk_id"]]
+        assert r["answers"][0] in gold.text and r["doc_ids"] == [gold.doc]
+        assert [p["page"] for p in r["pages"]] == gold.pages
+        assert "____" in r["question"]
+
+    def responder(messages):  # a "model" that asks about the passage's first sentence, or invents an answer
+        text = messages[-1]["content"].split("\n\n", 1)[1].split(":", 1)[-1].strip()
+        first = text.split("\n")[-1][:60]
+        if "BPE" in text:
+            return json.dumps({"question": "What is BPE (byte pair encoding) originally?", "answer": "compression technique"})
+        return json.dumps({"question": f"What does this say: {first}?", "answer": "an answer the passage never gives"})
+
+    with serve() as srv:
+        srv.responder = responder
+        rows = list(generate_questions(built, f"openai-compatible:{srv.base_url}#m", 3))
+    assert rows and all(r["answers"] == ["compression technique"] for r in rows)
+    assert len(rows) == 1  # the duplicates of the same question were dropped

@@ -116,3 +116,33 @@ def test_retriever_with_unindexed_embedder_explains(built):
 def test_langchain_retriever_uses_the_spec(built):
     docs = built.as_retriever(k=3, retriever="bm25").invoke("WordPiece")
     assert docs[0].metadata["doc"] == SLIDES.name and docs[0].metadata["page"] == 28
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_index_kinds_search_and_survive_updates(fresh_copy, kind):
+    before = [h.chunk.chunk_id for h in fresh_copy.search("WordPiece", k=3, retriever="dense")]
+    fresh_copy.set_index_kind(kind)
+    info = fresh_copy.info()["embedders"]["e5-small"]
+    # ivfpq needs ~10k vectors to train; a small collection keeps the exact index and says so
+    assert info["index_kind"] == ("hnsw" if kind == "hnsw" else "flat") and info["bytes_per_chunk"] > 0
+    assert [h.chunk.chunk_id for h in fresh_copy.search("WordPiece", k=3, retriever="dense")][0] == before[0]
+    fresh_copy.remove(SLIDES.name)  # hnsw cannot delete in place: rebuilt from stored vectors
+    assert all(h.chunk.doc == JA_PAPER.name for h in fresh_copy.search("WordPiece", k=3, retriever="dense"))
+    reopened = Collection.open(fresh_copy.path)
+    assert reopened.embedders["e5-small"]["index"] == kind
+    assert len(reopened._index("e5-small")) == reopened.store.count_chunks()
+
+
+def test_similar_cli_analogy():
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    p = subprocess.run([sys.executable, "-m", "pdfqa.cli", "similar", "king", "woman", "--minus", "man", "-v", "glove-50",
+                        "-n", "3", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["similar"][0]["word"] == "queen"
+    p = subprocess.run([sys.executable, "-m", "pdfqa.cli", "similar", "zzqqxx", "-v", "glove-50"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and "not in the glove-50 vocabulary: 'zzqqxx'" in p.stderr

@@ -277,6 +277,35 @@ def similar(
         out.print(f"{sc:6.3f}  {w}", highlight=False)
 
 
+@app.command("qa-generate")
+def qa_generate(
+    collection: Path = CollectionOpt,
+    generator: str = typer.Option("extractive", "--generator", "-g", help="Who writes the questions: an LLM spec, "
+                                  "or extractive (offline cloze questions)."),
+    n: int = typer.Option(20, "-n", help="Number of questions."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write JSONL here (default: stdout)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Synthetic questions with their gold chunk and page, deduplicated and checked for answerability."""
+    from .collection import Collection
+    from .evaluation.synthetic import generate_questions
+
+    rows = []
+    try:
+        with Collection.open(collection, readonly=True) as col:
+            for row in generate_questions(col, generator, n, seed=seed):
+                rows.append(row)
+                if output is None:
+                    sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    except PdfqaError as e:
+        _fail(e)
+    if output is not None:
+        output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        err.print(f"wrote {len(rows)} questions to {output}")
+    if len(rows) < n:
+        err.print(f"[yellow]only {len(rows)} of {n} questions passed the answerability checks[/yellow]")
+
+
 @app.command("eval")
 def eval_(
     qa: Path = typer.Option(..., "--qa", help="QA set (JSONL: id, question, answers, doc_ids[, pages])."),
@@ -288,6 +317,7 @@ def eval_(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write report.md, CSVs and plots here."),
     workdir: Path = typer.Option(Path(".pdfqa-eval"), "--workdir", help="Cache of parsed, chunked, embedded pools."),
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Also answer and score the answers."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Compare retrievers on a QA set: one table, optional JSON and a report with plots."""
@@ -298,7 +328,7 @@ def eval_(
         items = load_qa(qa)
         col = open_pool(workdir, pdfs=pdfs, corpus=corpus, progress=not quiet)
         run = evaluate(col, items, list(retriever), k=k, limit=limit, progress=not quiet, qa_name=str(qa),
-                       pool_name=str(pdfs or corpus))
+                       pool_name=str(pdfs or corpus), generator=generator)
     except PdfqaError as e:
         _fail(e)
     header, rows = table_rows(run)
@@ -306,6 +336,11 @@ def eval_(
     for r in rows:
         table.add_row(*r)
     out.print(table)
+    for r in run["results"]:
+        if "answer" in r:
+            a = r["answer"]
+            out.print(f"{r['retriever']} → {generator}: EM {a['em']:.3f}, F1 {a['f1']:.3f}, citation precision "
+                      f"{a['citation_precision']:.3f}, abstained {a['abstention_rate']:.1%}, {a['seconds_mean']:.2f}s/answer")
     command = " ".join(["pdfqa", *map(str, sys.argv[1:])])
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -158,26 +158,20 @@ class Collection:
             chunker = self._chunker(primary)
             reader = self.store.manifest["chunking"].get("reader", DEFAULT_READER)
             names: dict[str, Path] = {}
+            # the reader thread must not touch the SQLite connection: it sees a snapshot of doc hashes
+            hashes = {d.doc: d.doc_hash for d in self.store.documents()}
 
             def work(path: Path) -> Prepared:
                 if path.name in names and names[path.name] != path:
                     return Prepared(path=path, error=f"{path.name}: another file with this name is in the batch "
                                                      f"({names[path.name]}); documents are named by file name")
                 names[path.name] = path
-                doc = self.store.document(path.name)
-                return prepare(path, known_hash=lambda _: doc.doc_hash if doc else None, chunker=chunker,
-                               reader=reader)
+                return prepare(path, known_hash=hashes.get, chunker=chunker, reader=reader)
 
             last_save = time.perf_counter()
-            # the SQLite connection is used by this thread only; the worker reads documents via a lookup
-            docs = {d.doc: d for d in self.store.documents()}
-            self_document = self.store.document
-            self.store.document = lambda name: docs.get(name)  # type: ignore[method-assign]
             try:
                 for prep in prefetch(files, work):
                     r = self._commit(prep, specs, stages, progress)
-                    if r.status == "indexed":
-                        docs[r.doc] = self_document(r.doc)
                     results.append(r)
                     if on_file:
                         on_file(r)
@@ -185,7 +179,6 @@ class Collection:
                         self._save_indexes()
                         last_save = time.perf_counter()
             finally:
-                self.store.document = self_document  # type: ignore[method-assign]
                 self._record_build_seconds(stages)
                 self._save_indexes()
         return IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)

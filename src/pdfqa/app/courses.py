@@ -173,7 +173,8 @@ class Course:
         ok = True
         try:
             db.execute("BEGIN")
-            yield col
+            with col.store.write_lock():  # MUTATION: readers wait for writers
+                yield col
         except BaseException:
             ok = False
             raise
@@ -294,7 +295,7 @@ class CourseManager:
         with course.reader() as col:
             return col.store.document(doc) is not None
 
-    def add_upload(self, course: Course, doc: str, tmp: Path, size: int) -> DocState:
+    def add_upload(self, course: Course, doc: str, tmp: Path, size: int) -> dict:
         """Queue a checked upload (``tmp``, on the course's disk) for indexing under the name ``doc``;
         a document of the same name in this course is replaced once the new one is indexed."""
         job = uuid.uuid4().hex
@@ -302,15 +303,16 @@ class CourseManager:
         os.replace(tmp, course.pending_dir / job / doc)
         return self._enqueue_index(course, doc, size, job)
 
-    def _enqueue_index(self, course: Course, doc: str, size: int, job: str) -> DocState:
+    def _enqueue_index(self, course: Course, doc: str, size: int, job: str) -> dict:
         st = DocState(doc=doc, status="queued", bytes=size, job=job)
         with self._lock:
             with course.lock:
                 course.states[doc] = st
+                snapshot = st.to_json()
             self._jobs.append(("index", course.id, doc, job))
             self._ensure_thread()
             self._wake.notify_all()
-        return st
+        return snapshot
 
     def remove(self, course: Course, doc: str, wait: float = 10.0) -> str:
         """Remove ``doc`` (queued uploads are dropped at once). Returns ``"removed"``, or ``"removing"``
@@ -411,7 +413,14 @@ class CourseManager:
 
     def _remove(self, course: Course, doc: str, job: str) -> None:
         col = self._writer(course)
-        col.remove(doc)
+        try:
+            col.remove(doc)
+        except ValueError:
+            # pdfqa's BM25 rebuild fails on an empty collection after the last document is removed;
+            # the removal itself is committed (the index is rebuilt when a document is added again)
+            if col.store.document(doc) is not None:
+                raise
+            log.info("%s: removed the last document (lexical index left for the next indexing)", course.id)
         with course.lock:
             st = course.states.get(doc)
             if st is not None and st.job == job:
@@ -421,14 +430,24 @@ class CourseManager:
         except FileNotFoundError:
             pass
 
-    def close(self) -> None:
+    def close(self, wait: float = 5.0) -> None:
+        """Stop the indexer after its current file (waiting up to ``wait`` seconds) and close the
+        collections. Uploads not indexed yet stay in ``.pending`` and are indexed at the next start."""
         with self._lock:
             self._stop = True
             self._wake.notify_all()
+        busy = False
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=wait)
+            busy = self._thread.is_alive()
         for c in self.courses.values():
-            c.close()
+            if busy:  # the indexer still holds a writer: leave them to it, close the readers only
+                with c.lock:
+                    for _, col in c._readers:
+                        col.close()
+                    c._readers.clear()
+            else:
+                c.close()
 
 
 def answer_stream(course: Course, question: str, *, generator, retriever: str | None, k: int,

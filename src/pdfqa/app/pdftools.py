@@ -223,8 +223,9 @@ def job_render_page(path: str, page: int, scale: float, quote: str | None) -> di
 
             char_px = []
             for i in sorted(set(idx)):  # boxes in device space: rotated pages read left to right there
-                l, b, r, t = tp.get_charbox(i)
-                xs, ys = zip(to_px(l, b), to_px(r, t), to_px(l, t), to_px(r, b))
+                left, bottom, right, top = tp.get_charbox(i)
+                corners = (to_px(left, bottom), to_px(right, top), to_px(left, top), to_px(right, bottom))
+                xs, ys = [c[0] for c in corners], [c[1] for c in corners]
                 char_px.append((min(xs), min(ys), max(xs), max(ys)))
             pad = 2
             for x0, y0, x1, y1 in _line_boxes(char_px):
@@ -249,7 +250,7 @@ def _encode_png(bitmap, boxes: list[list[int]]) -> tuple[bytes, bool]:
         overlay = Image.new("RGBA", img.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
         for x0, y0, x1, y1 in boxes:
-            draw.rectangle([x0, y0, x1, y1], fill=HIGHLIGHT, outline=HIGHLIGHT_EDGE, width=2)
+            draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=HIGHLIGHT, outline=HIGHLIGHT_EDGE, width=2)
         img = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False, compress_level=6)
@@ -325,8 +326,9 @@ class _Helper:
 
         src = str(Path(__file__).resolve().parents[2])  # the directory holding the pdfqa package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
-        self.proc = subprocess.Popen([sys.executable, "-c", "from pdfqa.app.pdftools import helper_main; helper_main()"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
+        code = "from pdfqa.app.pdftools import helper_main; helper_main()"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, close_fds=True)
 
     def call(self, name: str, args: tuple, timeout: float):
         import pickle

@@ -5,26 +5,28 @@
 
 The HTTP API (its OpenAPI schema is at ``/openapi.json``, browsable at ``/docs``):
 
-=======================================================  =========================================================
-``GET  /api/config``                                     generators and retrievers offered, limits, whether writes need a token
-``GET  /api/courses``                                    ``[{"id", "name", "created", "documents"}]``
-``POST /api/courses`` ``{"name"}``                       → ``{"id", "name", "created"}`` (write)
-``GET  /api/courses/{id}/documents``                     ``[{"doc", "status", "progress", "stage", "pages", "chunks", "skipped", "error", "bytes"}]``
-``POST /api/courses/{id}/documents`` (multipart ``file``) → 202 ``{"doc", "status", "pages", "renamed"}`` (write)
-``DELETE /api/courses/{id}/documents/{doc}``             → ``{"doc", "status": "removed"|"removing"}`` (write)
-``POST /api/courses/{id}/ask``                           ``{"question", "generator"?, "retriever"?, "history"?, "k"?}`` →
-                                                         the ``pdfqa ask --json`` fields, or server-sent events
-                                                         (``token`` …, then ``answer`` or ``error``) when the request
-                                                         accepts ``text/event-stream``
-``GET  /api/courses/{id}/pages/{doc}/{page}.png``        the page rendered, ``?quote=`` highlighted (``?scale=``)
-``GET  /api/courses/{id}/pages/{doc}/{page}.json``       its page label, size and the highlight boxes
-=======================================================  =========================================================
+- ``GET /api/config``: the generators and retrievers offered, the limits, whether writes need a token
+- ``GET /api/courses``: ``[{"id", "name", "created", "documents"}]``
+- ``POST /api/courses`` ``{"name"}`` → 201 ``{"id", "name", "created"}`` (write)
+- ``GET /api/courses/{id}/documents``:
+  ``[{"doc", "status", "progress", "stage", "pages", "chunks", "skipped", "error", "bytes"}]``,
+  status ``queued`` | ``indexing`` | ``ready`` | ``failed`` | ``removing``
+- ``POST /api/courses/{id}/documents`` (multipart field ``file``) → 202 ``{"doc", "status", "pages", "bytes",
+  "renamed"}`` (write)
+- ``DELETE /api/courses/{id}/documents/{doc}`` → ``{"doc", "status": "removed"}`` (202 ``"removing"`` while
+  the indexer is busy) (write)
+- ``POST /api/courses/{id}/ask`` ``{"question", "generator"?, "retriever"?, "history"?, "k"?}`` → the fields of
+  ``pdfqa ask --json``; server-sent events (``token`` …, then ``answer`` or ``error``) when the request
+  accepts ``text/event-stream``
+- ``GET /api/courses/{id}/pages/{doc}/{page}.png``: the page rendered, ``?quote=`` highlighted, ``?scale=``
+- ``GET /api/courses/{id}/pages/{doc}/{page}.json``: its page label, size and the highlight boxes
 
 Every error is JSON: ``{"detail": "<what went wrong and what to do>", "code": "<machine-readable>"}``.
 Writes need ``Authorization: Bearer <token>`` (or ``X-Admin-Token``) when an admin token is set,
 and one must be set to serve on anything but a loopback address; asking and reading stay open.
 """
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -101,10 +103,6 @@ def _json_response(status: int, detail: str, code: str, headers: dict | None = N
 # ---------------------------------------------------------------------- ASGI guard
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class Guard:
     """Outermost ASGI layer: Host check on loopback (DNS rebinding), same-origin check for writes
     (a web page elsewhere cannot post to a local server), upload body limit before any parsing,
@@ -126,8 +124,8 @@ class Guard:
         async def reply(status: int, detail: str, code: str):
             body = json.dumps({"detail": detail, "code": code}).encode()
             await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                    (b"connection", b"close")]})
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
             await send({"type": "http.response.body", "body": body})
 
         if not self.settings.exposed:
@@ -150,18 +148,26 @@ class Guard:
                 return await reply(413, _too_large(self.settings.max_upload_bytes, declared), "too_large")
         received = 0
         started = False
+        replied = False  # this layer answered 413 itself: whatever the app does next is dropped
 
         async def guarded_receive():
-            nonlocal received
+            nonlocal received, replied
+            if replied:
+                return {"type": "http.disconnect"}
             msg = await receive()
-            if limit is not None and msg["type"] == "http.request":
+            if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge()
+                    replied = True
+                    if not started:
+                        await reply(413, _too_large(self.settings.max_upload_bytes, received), "too_large")
+                    return {"type": "http.disconnect"}
             return msg
 
         async def send_with_headers(msg):
             nonlocal started
+            if replied:
+                return
             if msg["type"] == "http.response.start":
                 started = True
                 extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
@@ -171,9 +177,9 @@ class Guard:
 
         try:
             await self.app(scope, guarded_receive if limit is not None else receive, send_with_headers)
-        except _BodyTooLarge:
-            if not started:
-                await reply(413, _too_large(self.settings.max_upload_bytes, received), "too_large")
+        except Exception:
+            if not replied:
+                raise
 
 
 def _too_large(limit: int, size: int | None = None) -> str:
@@ -250,7 +256,7 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
             threading.Thread(target=warm, name="pdfqa-warm-up", daemon=True).start()
         yield
         asks.shutdown(wait=False, cancel_futures=True)
-        manager.close()
+        await asyncio.get_running_loop().run_in_executor(None, manager.close)  # waits for the indexer a little
         pdf.close()
 
     app = FastAPI(title="pdfqa course assistant", version=_version(), lifespan=lifespan,
@@ -322,7 +328,7 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
         retriever: Optional[str] = Field(None, description="One of GET /api/config's retrievers.")
         history: list[Union[HistoryItem, tuple[str, str]]] = Field(
             default_factory=list, max_length=50,
-            description="Earlier turns of the conversation: {question, answer, standalone_question?} or [question, answer].")
+            description="Earlier turns: {question, answer, standalone_question?} or [question, answer].")
         k: Optional[int] = Field(None, ge=1, le=20)
 
     # ------------------------------------------------------------------ pages
@@ -394,7 +400,7 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
             st = manager.add_upload(course, doc, tmp, size)
         finally:
             tmp.unlink(missing_ok=True)
-        return {"doc": doc, "status": st.status, "pages": info["pages"], "bytes": size, "renamed": doc != original}
+        return {"doc": doc, "status": st["status"], "pages": info["pages"], "bytes": size, "renamed": doc != original}
 
     @app.delete("/api/courses/{cid}/documents/{doc}", dependencies=[Depends(admin)])
     def delete_document(cid: str, doc: str, response: Response) -> dict:
@@ -484,7 +490,8 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
                             yield _sse("error", {"detail": item[2], "code": item[3], "status": item[1]})
                             return
                         else:  # "end" without an answer
-                            yield _sse("error", {"detail": "no answer was produced", "code": "no_answer", "status": 502})
+                            yield _sse("error", {"detail": "no answer was produced", "code": "no_answer",
+                                                 "status": 502})
                             return
                 finally:
                     cancelled.set()

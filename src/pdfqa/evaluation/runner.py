@@ -40,6 +40,34 @@ def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: st
     return col
 
 
+def answer_metrics(col: Collection, items: list[QAItem], retriever: str, generator: str, per_q: list[dict],
+                   progress: bool = True) -> dict:
+    """Answer every question with ``generator`` over ``retriever``: EM, token F1, citation precision,
+    abstention rate and mean seconds (per-question answers added to ``per_q``)."""
+    from tqdm.auto import tqdm
+
+    from ..qa import PDFQA
+    from .answers import citation_precision, exact_match, token_f1
+
+    qa = PDFQA(col, generator=generator, retriever=retriever)
+    em, f1, cp, abst, secs = [], [], [], [], []
+    for it, q in tqdm(list(zip(items, per_q)), desc=f"{retriever} → {generator}", disable=not progress, leave=False):
+        t = time.perf_counter()
+        ans = qa.ask(it.question)
+        secs.append(time.perf_counter() - t)
+        abst.append(1.0 if ans.abstained else 0.0)
+        text = "" if ans.abstained else ans.answer
+        em.append(exact_match(text, it.answers))
+        f1.append(token_f1(text, it.answers))
+        c = citation_precision([(c.doc, c.pages) for c in ans.citations], set(it.doc_ids), set(it.pages))
+        if c is not None:
+            cp.append(c)
+        q["answer"] = ans.answer
+    mean = lambda xs: round(statistics.fmean(xs), 4) if xs else 0.0  # noqa: E731
+    return {"em": mean(em), "f1": mean(f1), "citation_precision": mean(cp), "abstention_rate": mean(abst),
+            "seconds_mean": mean(secs)}
+
+
 def ensure_retriever(col: Collection, spec: str, progress: bool = True) -> float:
     """Build whatever ``spec`` needs (embedder indexes, lexical indexes); returns the seconds it took
     to build them (recorded the first time, so a cached pool still reports its cost)."""
@@ -60,7 +88,7 @@ def ensure_retriever(col: Collection, spec: str, progress: bool = True) -> float
 
 
 def evaluate(col: Collection, items: list[QAItem], retrievers: list[str], *, k: int = 10, limit: int | None = None,
-             progress: bool = True, qa_name: str = "", pool_name: str = "",
+             progress: bool = True, qa_name: str = "", pool_name: str = "", generator: str | None = None,
              on_result: Callable[[dict], None] | None = None) -> dict:
     """Metrics per retriever in the ``pdfqa eval --json`` shape (plus per-question ranks under ``"questions"``)."""
     from tqdm.auto import tqdm
@@ -98,6 +126,8 @@ def evaluate(col: Collection, items: list[QAItem], retrievers: list[str], *, k: 
         res = {"retriever": spec, "metrics": {name: round(v / n, 4) for name, v in sums.items()},
                "seconds": {"index": round(build_s, 3), "query_mean": round(statistics.fmean(times), 4) if times else 0.0},
                "questions": per_q}
+        if generator:
+            res["answer"] = answer_metrics(col, items, spec, generator, per_q, progress)
         out["results"].append(res)
         if on_result:
             on_result(res)
