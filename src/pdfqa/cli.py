@@ -1,4 +1,4 @@
-"""The ``pdfqa`` command line: index, search, info, remove (a thin layer over :class:`Collection`)."""
+"""The ``pdfqa`` command line: index, search, info, remove, ask, chat, eval, serve (a thin layer over the library)."""
 from __future__ import annotations
 
 import json
@@ -304,6 +304,43 @@ def qa_generate(
         err.print(f"wrote {len(rows)} questions to {output}")
     if len(rows) < n:
         err.print(f"[yellow]only {len(rows)} of {n} questions passed the answerability checks[/yellow]")
+
+
+@app.command()
+def serve(
+    collection: Path = typer.Option(..., "--collection", "-c", help="Directory holding the courses (one pdfqa "
+                                    "collection each, with their PDFs); created if missing."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but a loopback address "
+                             "exposes the app and needs --admin-token."),
+    port: int = typer.Option(8000, "--port", "-p", help="Port to listen on."),
+    admin_token: Optional[str] = typer.Option(None, "--admin-token", envvar="PDFQA_ADMIN_TOKEN", show_default=False,
+                                              help="Token that creating courses, uploading and removing PDFs "
+                                                   "need (Authorization: Bearer TOKEN); asking stays open."),
+    generator: str = typer.Option("default", "--generator", "-g", help="Generator preselected in the page."),
+    generators: str = typer.Option("default,extractive", "--generators",
+                                   help="Generators offered in the page (comma-separated specs)."),
+    retrievers: str = typer.Option("hybrid,dense,bm25", "--retrievers",
+                                   help="Retrievers offered (comma-separated specs; the first is preselected)."),
+    max_upload_mb: float = typer.Option(50, "--max-upload-mb", help="Largest PDF accepted, in MB."),
+    max_pages: int = typer.Option(500, "--max-pages", help="Most pages per PDF."),
+    answer_timeout: float = typer.Option(120, "--answer-timeout", help="Seconds before a question is given up "
+                                         "with a message (a slow or stuck generator)."),
+) -> None:
+    """Run the course-material assistant: a web page where teachers load lecture PDFs into courses and
+    students ask questions and open the cited pages (http://HOST:PORT/)."""
+    def specs(text: str) -> list[str]:
+        return [s.strip() for s in text.split(",") if s.strip()]
+
+    try:
+        from .app import serve as run_app
+
+        run_app(collection, host=host, port=port, admin_token=admin_token or None, generator=generator,
+                generators=specs(generators), retrievers=specs(retrievers), max_upload_mb=max_upload_mb,
+                max_pages=max_pages, answer_timeout=answer_timeout)
+    except ImportError as e:
+        _fail(PdfqaError(f"the web app needs its extra: pip install 'pdfqa[app]' ({e})"))
+    except (PdfqaError, ValueError) as e:
+        _fail(e)
 
 
 @app.command("eval")

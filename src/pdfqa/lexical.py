@@ -84,6 +84,8 @@ class BM25Index(LexicalIndex):
     def build(cls, ids, token_lists: list[list[str]], *, k1: float = 1.5, b: float = 0.75) -> "BM25Index":
         import bm25s
 
+        if not token_lists:  # an emptied collection: nothing to index (bm25s cannot index zero documents)
+            return cls(np.zeros(0, dtype=np.int64), None)
         model = bm25s.BM25(k1=k1, b=b, method="lucene")
         model.index([t if t else [""] for t in token_lists], show_progress=False)
         return cls(ids, model)
@@ -104,12 +106,15 @@ class BM25Index(LexicalIndex):
         return self.ids[top].tolist(), [round(float(s), 3) for s in norm]
 
     def _save(self, path: Path) -> None:
-        self.model.save(str(path), show_progress=False)
+        if self.model is not None:
+            self.model.save(str(path), show_progress=False)
 
     @classmethod
     def _load(cls, path: Path, meta: dict) -> "BM25Index":
         import bm25s
 
+        if not meta.get("count"):
+            return cls(np.zeros(0, dtype=np.int64), None)
         model = bm25s.BM25.load(str(path), mmap=False, show_progress=False)
         return cls(np.load(path / "ids.npy", allow_pickle=False), model)
 
