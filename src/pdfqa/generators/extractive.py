@@ -68,8 +68,9 @@ class ExtractiveGenerator(Generator):
         scored = []
         for i in range(n):
             semantic = (sem[i] - lo) / (hi - lo) if hi > lo else 0.0
-            rank_bonus = 0.1 / sents[i][0]  # better-retrieved contexts win ties
-            score = (0.5 * lex[i] / top + 0.5 * semantic if similarity else lex[i] / top) + rank_bonus
+            rank_bonus = 0.02 / sents[i][0]  # better-retrieved contexts win ties
+            # the dense model judges question-sentence fit best; term overlap keeps it anchored
+            score = (0.3 * lex[i] / top + 0.7 * semantic if similarity else lex[i] / top) + rank_bonus
             scored.append((score, supports[i], i))
         scored.sort(reverse=True)
         # only sentences that contain enough of the question's terms can answer it
@@ -83,7 +84,7 @@ class ExtractiveGenerator(Generator):
                 break
             if s[0] >= 0.85 * best_score and s[1] >= self.min_support and toks[s[2]] != toks[chosen[0][2]]:
                 chosen.append(s)
-        chosen.sort(key=lambda s: s[2])  # document order reads better
+        # the best-supported sentence leads; a second one follows it
         parts, used = [], []
         for _, _, i in chosen:
             ci, sent = sents[i]
