@@ -278,11 +278,29 @@ def job_ping() -> bool:
 JOBS = {"check": job_check_pdf, "render": job_render_page, "ping": job_ping}
 
 
+def _encode(obj) -> bytes:
+    """JSON for the helper protocol; bytes (rendered PNGs) travel as base64."""
+    import base64
+    import json
+
+    def default(o):
+        if isinstance(o, (bytes, bytearray)):
+            return {"__bytes__": base64.b64encode(o).decode("ascii")}
+        raise TypeError(f"cannot send {type(o).__name__} to a helper")
+
+    return json.dumps(obj, default=default).encode()
+
+
+def _decode(data: bytes):
+    import base64
+    import json
+
+    return json.loads(data, object_hook=lambda d: base64.b64decode(d["__bytes__"]) if set(d) == {"__bytes__"} else d)
+
+
 def helper_main() -> None:
-    """A helper process: length-prefixed pickled ``(job, args)`` on stdin, ``(ok, value)`` on stdout.
-    (Pickle only ever travels between the server and the helpers it started, never to or from disk.)"""
+    """A helper process: length-prefixed JSON ``[job, args]`` on stdin, ``[ok, value]`` on stdout."""
     import os
-    import pickle
     import sys
 
     inp = sys.stdin.buffer
@@ -292,14 +310,14 @@ def helper_main() -> None:
         head = inp.read(8)
         if len(head) < 8:
             return
-        name, args = pickle.loads(inp.read(struct.unpack(">Q", head)[0]))
+        name, args = _decode(inp.read(struct.unpack(">Q", head)[0]))
         try:
             res = (True, JOBS[name](*args))
         except PdfJobError as e:
             res = (False, (str(e), e.status))
         except Exception as e:  # a parser error on a hostile file is an answer, not a crash
             res = (False, (f"cannot be processed ({type(e).__name__}: {str(e)[:200]})", 422))
-        data = pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL)
+        data = _encode(res)
         out.write(struct.pack(">Q", len(data)) + data)
         out.flush()
 
@@ -317,11 +335,10 @@ class _Helper:
                                      env=env, close_fds=True)
 
     def call(self, name: str, args: tuple, timeout: float):
-        import pickle
         import select
         import time
 
-        data = pickle.dumps((name, args))
+        data = _encode([name, list(args)])
         self.proc.stdin.write(struct.pack(">Q", len(data)) + data)
         self.proc.stdin.flush()
         deadline = time.monotonic() + timeout
@@ -340,7 +357,7 @@ class _Helper:
             return bytes(buf)
 
         n = struct.unpack(">Q", read(8))[0]
-        ok, value = pickle.loads(read(n))
+        ok, value = _decode(read(n))
         if not ok:
             raise PdfJobError(*value)
         return value
