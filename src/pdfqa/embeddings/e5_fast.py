@@ -531,7 +531,7 @@ class E5FastEmbedder(Embedder):
 
     Parallelism: ``workers`` batches run side by side (default: one per core, at most 4), each on
     ``threads`` onnxruntime threads (default 1). On two cores, two single-threaded workers embed
-    1.4x faster than one two-threaded one, which waits for its slower thread at every one of the
+    1.1-1.5x faster than one two-threaded one, which waits for its slower thread at every one of the
     graph's ~200 operators (see ``benchmarks/EMBEDDING_SPEED.md``). A caller that keeps other cores
     busy (parsing the next file) passes ``workers=1``. Batches are formed from length-sorted windows:
     at most ``max_batch`` sequences and ``batch_tokens`` padded tokens each, and at least one batch
