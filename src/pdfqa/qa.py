@@ -93,6 +93,17 @@ def best_quote(chunk_text: str, answer: str) -> str:
     return max(sents, key=lambda s: (len(content_tokens(s) & ans), -abs(len(s) - 120))).strip()
 
 
+def final_answer(stream: Iterator[str | Answer]) -> Answer:
+    """Drain a ``stream()`` and return the :class:`Answer` it ends with."""
+    ans = None
+    for item in stream:
+        if isinstance(item, Answer):
+            ans = item
+    if ans is None:
+        raise RuntimeError("the answer stream ended without an Answer")
+    return ans
+
+
 class PDFQA:
     """Question answering over a :class:`~pdfqa.collection.Collection`.
 
@@ -189,12 +200,7 @@ class PDFQA:
 
     def ask(self, question: str, *, k: int | None = None) -> Answer:
         """Answer ``question``; see :class:`Answer` for what comes back."""
-        ans = None
-        for item in self.stream(question, k=k):
-            if isinstance(item, Answer):
-                ans = item
-        assert ans is not None
-        return ans
+        return final_answer(self.stream(question, k=k))
 
     def stream(self, question: str, *, k: int | None = None, standalone: str | None = None) -> Iterator[str | Answer]:
         """Yield answer text pieces as they are generated, then the final :class:`Answer`."""
@@ -312,9 +318,4 @@ class Conversation:
             self.history.append((standalone, final.answer))
 
     def ask(self, question: str, *, k: int | None = None) -> Answer:
-        ans = None
-        for item in self.stream(question, k=k):
-            if isinstance(item, Answer):
-                ans = item
-        assert ans is not None
-        return ans
+        return final_answer(self.stream(question, k=k))

@@ -232,14 +232,17 @@ class Store:
     def count_chunks(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
+    def _select_in(self, sql: str, args: list, keys: list) -> Iterator[sqlite3.Row]:
+        """Rows of ``sql`` (ending in ``IN ({})``) for ``keys``, in batches that stay under SQLite's
+        parameter limit."""
+        uniq = list(dict.fromkeys(keys))
+        for start in range(0, len(uniq), 500):
+            part = uniq[start:start + 500]
+            yield from self.db.execute(sql.format(",".join("?" * len(part))), [*args, *part])
+
     def chunks_by_rowid(self, ids: list[int]) -> dict[int, Chunk]:
-        out = {}
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            q = f"SELECT c.*, d.doc_hash FROM chunks c JOIN documents d ON d.doc = c.doc WHERE c.id IN ({','.join('?' * len(part))})"
-            for r in self.db.execute(q, part):
-                out[r["id"]] = self._chunk(r)
-        return out
+        q = "SELECT c.*, d.doc_hash FROM chunks c JOIN documents d ON d.doc = c.doc WHERE c.id IN ({})"
+        return {r["id"]: self._chunk(r) for r in self._select_in(q, [], ids)}
 
     def iter_chunks(self, doc: str | None = None) -> Iterator[tuple[int, Chunk, str]]:
         """(row id, chunk, content hash) in document order."""
@@ -259,14 +262,8 @@ class Store:
                      char_start=r["char_start"], char_end=r["char_end"])
 
     def cached_vectors(self, embedder: str, hashes: list[str]) -> dict[str, np.ndarray]:
-        out = {}
-        uniq = list(dict.fromkeys(hashes))
-        for start in range(0, len(uniq), 500):
-            part = uniq[start:start + 500]
-            q = f"SELECT content_hash, vec FROM vectors WHERE embedder=? AND content_hash IN ({','.join('?' * len(part))})"
-            for h, blob in self.db.execute(q, [embedder, *part]):
-                out[h] = np.frombuffer(blob, dtype=np.float32)
-        return out
+        q = "SELECT content_hash, vec FROM vectors WHERE embedder=? AND content_hash IN ({})"
+        return {h: np.frombuffer(blob, dtype=np.float32) for h, blob in self._select_in(q, [embedder], hashes)}
 
     def _put_vectors(self, vectors: dict[str, dict[str, np.ndarray]]) -> None:
         for spec, by_hash in vectors.items():
@@ -291,22 +288,11 @@ class Store:
         return ids, vecs
 
     def rowids(self, chunk_ids: list[str]) -> dict[str, int]:
-        out = {}
-        for start in range(0, len(chunk_ids), 500):
-            part = chunk_ids[start:start + 500]
-            q = f"SELECT chunk_id, id FROM chunks WHERE chunk_id IN ({','.join('?' * len(part))})"
-            out.update({r[0]: r[1] for r in self.db.execute(q, part)})
-        return out
+        return {r[0]: r[1] for r in self._select_in("SELECT chunk_id, id FROM chunks WHERE chunk_id IN ({})", [], chunk_ids)}
 
     def cached_tokens(self, tokenizer: str, hashes: list[str]) -> dict[str, list[str]]:
-        out = {}
-        uniq = list(dict.fromkeys(hashes))
-        for start in range(0, len(uniq), 500):
-            part = uniq[start:start + 500]
-            q = f"SELECT content_hash, tokens FROM tokens WHERE tokenizer=? AND content_hash IN ({','.join('?' * len(part))})"
-            for h, toks in self.db.execute(q, [tokenizer, *part]):
-                out[h] = json.loads(toks)
-        return out
+        q = "SELECT content_hash, tokens FROM tokens WHERE tokenizer=? AND content_hash IN ({})"
+        return {h: json.loads(toks) for h, toks in self._select_in(q, [tokenizer], hashes)}
 
     def put_tokens(self, tokenizer: str, by_hash: dict[str, list[str]]) -> None:
         with self.db:
