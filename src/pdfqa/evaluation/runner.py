@@ -71,15 +71,19 @@ def answer_metrics(col: Collection, items: list[QAItem], retriever: str, generat
 def ensure_retriever(col: Collection, spec: str, progress: bool = True) -> float:
     """Build whatever ``spec`` needs (embedder indexes, lexical indexes); returns the seconds it took
     to build them (recorded the first time, so a cached pool still reports its cost)."""
-    from ..retrieval import parse_spec
+    from ..retrieval import parse_spec, part_kind
 
     parts, _ = parse_spec(spec)
     total = 0.0
     for p in parts:
-        kind = p.split(":")[0]
-        if kind in ("bm25", "tfidf"):
+        kind = part_kind(p)
+        if kind == "lexical":
             t = time.perf_counter()
-            col.lexical(kind, tokenizer=p.partition(":")[2] or None)
+            col.lexical(p.split(":")[0], tokenizer=p.partition(":")[2] or None)
+            total += time.perf_counter() - t
+        elif kind == "prior":
+            t = time.perf_counter()
+            col.document_index()
             total += time.perf_counter() - t
         else:
             name = col.embedder_spec if p == "dense" else p
@@ -103,11 +107,11 @@ def evaluate(col: Collection, items: list[QAItem], retrievers: list[str], *, k: 
         build_s = ensure_retriever(col, spec, progress)
         retr = get_retriever(col, spec)
         # query embeddings in batches (much faster than one by one); their cost is added back per query
-        from ..retrieval import parse_spec
+        from ..retrieval import parse_spec, part_kind
 
         embed_s = 0.0
         for part in parse_spec(spec)[0]:
-            if part.split(":")[0] not in ("bm25", "tfidf"):
+            if part_kind(part) == "dense":
                 embed_s += col.prime_queries([it.question for it in items], None if part == "dense" else part)
         sums: dict[str, float] = {}
         per_q, times = [], []
