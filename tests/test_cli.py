@@ -62,3 +62,11 @@ def test_remove_and_unknown_names(tmp_path, built):
     assert "unknown embedder 'nonesuch'; known: e5-small" in p.stderr
     p = pdfqa("search", "x", "-c", tmp_path / "absent", check=2)
     assert "no pdfqa collection here" in p.stderr
+
+
+def test_search_takes_any_retriever_spec(built):
+    for spec in ("bm25", "e5-small", "hybrid|mmr:0.5"):
+        out = json.loads(pdfqa("search", "WordPiece", "-c", built.path, "-r", spec, "-k", "2", "--json", check=0).stdout)
+        assert out["hits"][0]["doc"] == SLIDES.name, spec
+    p = pdfqa("search", "x", "-c", built.path, "-r", "doc-bm25", check=2)
+    assert "document prior" in p.stderr

@@ -231,3 +231,31 @@ def test_server_chat_completions_with_the_openai_sdk():
         assert [m.id for m in client.models.list()][0] == "fake-chat"
     assert "".join(split_reply("長い日本語の文章はいくつかの断片に分かれます。 and words")) == \
         "長い日本語の文章はいくつかの断片に分かれます。 and words"
+
+
+def test_cli_base_url_is_recorded_and_reused(srv, tmp_path):
+    """`pdfqa index --embedder openai:M --base-url URL` talks to URL (no OPENAI_BASE_URL set), the
+    collection records it, and a later search without --base-url goes back to the same server."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import JA_PAPER, ROOT
+
+    col = tmp_path / "c"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "pdfqa.cli", *map(str, a)], capture_output=True,  # noqa: E731
+                                    text=True, cwd=ROOT, env=env, timeout=300)
+    p = run("index", JA_PAPER, "-c", col, "--embedder", "openai:test-embed", "--base-url", srv.base_url, "-q")
+    assert p.returncode == 0, p.stdout + p.stderr
+    manifest = json.loads((col / "manifest.json").read_text())
+    assert manifest["embedders"]["openai:test-embed"]["base_url"] == srv.base_url
+    served = len(srv.requests_to("/embeddings"))
+    assert served >= 1
+    p = run("search", "ゼロトラスト", "-c", col, "-r", "openai:test-embed", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["hits"][0]["doc"] == JA_PAPER.name
+    # the query (and the dimension probe of a model it does not know) went to the recorded server
+    assert len(srv.requests_to("/embeddings")) > served
+    p = run("search", "x", "-c", col, "-r", "openai:test-embed", "--base-url", "http://127.0.0.1:9/v1")
+    assert p.returncode == 2 and "cannot connect" in p.stderr and "127.0.0.1:9" in p.stderr

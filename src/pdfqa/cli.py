@@ -18,6 +18,8 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 CollectionOpt = typer.Option(..., "--collection", "-c", help="Collection directory.")
+BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server of openai: embedders (e.g. "
+                          "http://localhost:11434/v1); default: the one the index was built with, else OPENAI_BASE_URL.")
 
 
 def _fail(e: Exception, code: int = 2) -> None:
@@ -40,12 +42,13 @@ def index(
                                              "hnsw or ivfpq (large collections)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    base_url: Optional[str] = BaseUrlOpt,
 ) -> None:
     """Index PDFs: unchanged files are skipped, changed files replaced; failures listed with causes."""
     from .collection import Collection
 
     try:
-        col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens)
+        col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url)
         report = col.index(paths or [], progress=not quiet and not as_json,
                            on_file=None if as_json else _print_file)
         if index_kind:
@@ -80,15 +83,18 @@ def search(
     query: str = typer.Argument(..., help="What to look for (any language)."),
     collection: Path = CollectionOpt,
     k: int = typer.Option(5, "-k", help="Number of hits."),
-    embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Which index to search."),
+    embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Dense search in this embedder's index."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec (default hybrid; e.g. "
+                                            "bm25, e5-small, bm25+minilm, hybrid|mmr:0.5)."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+    base_url: Optional[str] = BaseUrlOpt,
 ) -> None:
     """Print the top-k chunks for QUERY with file, page and score."""
     from .collection import Collection
 
     try:
-        with Collection.open(collection, embedder=embedder, readonly=True) as col:
-            hits = col.search(query, k=k)
+        with Collection.open(collection, embedder=embedder, readonly=True, base_url=base_url) as col:
+            hits = col.search(query, k=k, retriever=retriever)
     except PdfqaError as e:
         _fail(e)
     if as_json:
@@ -184,6 +190,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
     stream: bool = typer.Option(False, "--stream", help="Print tokens as they are generated."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    base_url: Optional[str] = BaseUrlOpt,
 ) -> None:
     """Answer QUESTION from a collection (or from PDF files), citing file and page."""
     from .collection import Collection
@@ -192,7 +199,7 @@ def ask(
     if (collection is None) == (not files):
         _fail(PdfqaError("give either --collection DIR or PDF files after the question"))
     try:
-        col = Collection.open(collection, readonly=True) if collection else _adhoc_collection(files, quiet or as_json)
+        col = Collection.open(collection, readonly=True, base_url=base_url) if collection else _adhoc_collection(files, quiet or as_json)
         qa = PDFQA(col, generator=generator, retriever=retriever, k=k)
         ans = None
         for item in qa.stream(question):
@@ -222,13 +229,14 @@ def chat(
     generator: str = typer.Option("default", "--generator", "-g", help="Generator spec."),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec."),
     k: int = typer.Option(5, "-k", help="Contexts to retrieve."),
+    base_url: Optional[str] = BaseUrlOpt,
 ) -> None:
     """An interactive session: answers stream in with citations; follow-ups keep the context."""
     from .collection import Collection
     from .qa import PDFQA, Answer
 
     try:
-        conv = PDFQA(Collection.open(collection, readonly=True), generator=generator, retriever=retriever,
+        conv = PDFQA(Collection.open(collection, readonly=True, base_url=base_url), generator=generator, retriever=retriever,
                      k=k).chat()
     except PdfqaError as e:
         _fail(e)
@@ -356,6 +364,7 @@ def eval_(
     workdir: Path = typer.Option(Path(".pdfqa-eval"), "--workdir", help="Cache of parsed, chunked, embedded pools."),
     generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Also answer and score the answers."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    base_url: Optional[str] = BaseUrlOpt,
 ) -> None:
     """Compare retrievers on a QA set: one table, optional JSON and a report with plots."""
     from .evaluation import evaluate, load_qa, open_pool
@@ -363,7 +372,7 @@ def eval_(
 
     try:
         items = load_qa(qa)
-        col = open_pool(workdir, pdfs=pdfs, corpus=corpus, progress=not quiet)
+        col = open_pool(workdir, pdfs=pdfs, corpus=corpus, progress=not quiet, base_url=base_url)
         run = evaluate(col, items, list(retriever), k=k, limit=limit, progress=not quiet, qa_name=str(qa),
                        pool_name=str(pdfs or corpus), generator=generator)
     except PdfqaError as e:

@@ -38,8 +38,11 @@ SAVE_EVERY_S = 60.0
 class Collection:
     """A persistent collection: chunks and metadata in SQLite, one FAISS index per embedder."""
 
-    def __init__(self, store: Store, embedder: str | None = None):
+    def __init__(self, store: Store, embedder: str | None = None, *, base_url: str | None = None):
         self.store = store
+        #: the OpenAI-compatible server for ``openai:`` embedders (else the one the manifest recorded,
+        #: else ``OPENAI_BASE_URL``, else OpenAI's)
+        self.base_url = base_url
         self.embedder_spec = embedder or store.manifest["default_embedder"]
         self._indexes: dict[str, DenseIndex] = {}
         self._lexical_cache: dict[str, LexicalIndex] = {}
@@ -53,8 +56,12 @@ class Collection:
     @classmethod
     def open(cls, path: str | Path, *, embedder: str | None = None, create: bool = False,
              chunk_tokens: int = DEFAULT_MAX_TOKENS, reader: str = DEFAULT_READER,
-             headings_in_embedding: bool = True, readonly: bool = False) -> "Collection":
+             headings_in_embedding: bool = True, readonly: bool = False,
+             base_url: str | None = None) -> "Collection":
         """Open the collection at ``path`` (``create=True`` makes a new one if there is none).
+
+        ``base_url`` is the OpenAI-compatible server of ``openai:`` embedders (Ollama, vLLM, LM Studio,
+        text-embeddings-inference...); without it, the server recorded when the index was built is used.
 
         ``embedder`` picks the index to search; a collection without an index for it raises
         :class:`~pdfqa.errors.EmbedderMismatchError` explaining what it has (``index`` adds one).
@@ -65,14 +72,18 @@ class Collection:
                 Store.open(path)  # raises the explanatory error
             spec = embedder or DEFAULT_EMBEDDER
             emb = get_embedder(spec)  # fail on unknown names before creating anything
+            if spec.startswith("openai:"):
+                from .embeddings.openai import from_spec
+
+                emb = from_spec(spec, base_url=base_url)
             store = Store.create(path, default_embedder=emb.spec, chunking={
                 "max_tokens": chunk_tokens, "min_tokens": DEFAULT_MIN_TOKENS, "reader": reader,
                 "headings_in_embedding": headings_in_embedding, "tokenizer": emb.spec})
             store.manifest["lexical"] = {"bm25": {"tokenizer": DEFAULT_LEXICAL_TOKENIZER}}
             store.save_manifest()
-            return cls(store, emb.spec)
+            return cls(store, emb.spec, base_url=base_url)
         store = Store.open(path, readonly=readonly)
-        col = cls(store, embedder)
+        col = cls(store, embedder, base_url=base_url)
         if embedder is not None and not create:
             col.check_embedder(embedder)
         return col
@@ -109,6 +120,8 @@ class Collection:
     def embedder(self, spec: str) -> Embedder:
         """The embedder for ``spec`` in this collection. Models trained on the collection itself
         (``word2vec:train``) are fitted on its chunks once and stored in ``models/`` beside the indexes."""
+        if spec.startswith("openai:"):
+            return self._openai(spec)
         emb = get_embedder(spec)
         if not getattr(emb, "needs_fit", False) and spec not in self._trained:
             return emb
@@ -130,6 +143,16 @@ class Collection:
                 own.save(str(path))
         self._trained[spec] = own
         return own
+
+    def _openai(self, spec: str) -> Embedder:
+        """One ``openai:`` embedder per collection, talking to :attr:`base_url`, else to the server
+        the manifest recorded for ``spec``, else to ``OPENAI_BASE_URL`` / OpenAI."""
+        if spec not in self._trained:
+            from .embeddings.openai import from_spec
+
+            recorded = self.store.manifest["embedders"].get(spec, {}).get("base_url")
+            self._trained[spec] = from_spec(spec, base_url=self.base_url or recorded)
+        return self._trained[spec]
 
     def _chunker(self, emb: Embedder) -> Callable:
         cfg = self.store.manifest["chunking"]
@@ -156,7 +179,7 @@ class Collection:
         stages = {"read": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
         with self.store.write_lock():
             specs = self._ensure_embedders()
-            primary = get_embedder(self.store.manifest["default_embedder"])
+            primary = self.embedder(self.store.manifest["default_embedder"])
             chunker = self._chunker(primary)
             reader = self.store.manifest["chunking"].get("reader", DEFAULT_READER)
             names: dict[str, Path] = {}
@@ -262,7 +285,7 @@ class Collection:
         results: list[FileResult] = []
         with self.store.write_lock():
             specs = self._ensure_embedders()
-            primary = get_embedder(self.store.manifest["default_embedder"])
+            primary = self.embedder(self.store.manifest["default_embedder"])
             cfg = self.store.manifest["chunking"]
             max_tokens = min(int(cfg["max_tokens"]), primary.max_tokens - primary.passage_overhead)
             known = {d.doc: d.doc_hash for d in self.store.documents()}
@@ -328,12 +351,10 @@ class Collection:
     def add_embedder(self, spec: str, *, progress: bool = True) -> float:
         """Add (or complete) a dense index for ``spec`` over the stored chunks, no re-parsing.
         Returns the seconds its vectors took to compute (recorded in the manifest)."""
-        emb = get_embedder(spec)
         with self.store.write_lock():
+            emb = self.embedder(spec)  # fitted on the chunks first where the embedder needs it
             m = self.store.manifest
             if emb.spec not in m["embedders"]:
-                if getattr(emb, "needs_fit", False):
-                    emb = self.embedder(spec)
                 m["embedders"][emb.spec] = {**emb.describe(), "index": "flat",
                                             "index_file": f"indexes/{slug(emb.spec)}.faiss"}
                 self.store.save_manifest()
@@ -350,7 +371,7 @@ class Collection:
         """Register the requested embedder if new, and make every index cover every chunk."""
         m = self.store.manifest
         if self.embedder_spec not in m["embedders"]:
-            emb = get_embedder(self.embedder_spec)
+            emb = self.embedder(self.embedder_spec)
             m["embedders"][emb.spec] = {**emb.describe(), "index": "flat",
                                         "index_file": f"indexes/{slug(emb.spec)}.faiss"}
             self.store.save_manifest()

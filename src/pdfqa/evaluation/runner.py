@@ -20,7 +20,7 @@ from .qa import QAItem, load_corpus
 
 
 def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: str | Path | None = None,
-              embedder: str | None = None, progress: bool = True) -> Collection:
+              embedder: str | None = None, progress: bool = True, base_url: str | None = None) -> Collection:
     """The collection for a pool (a PDF folder or a passage corpus), parsed and chunked once and cached
     in ``workdir`` (keyed by the pool's absolute path); later runs reuse it."""
     if (pdfs is None) == (corpus is None):
@@ -30,7 +30,7 @@ def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: st
         raise PdfqaError(f"{src}: pool not found")
     key = hashlib.sha1(str(src).encode()).hexdigest()[:10]
     path = Path(workdir) / f"{src.stem if src.is_file() else src.name}-{key}"
-    col = Collection.open(path, create=True, embedder=embedder)
+    col = Collection.open(path, create=True, embedder=embedder, base_url=base_url)
     if pdfs is not None:
         report = col.index([src], progress=progress)
         if not report.ok:
