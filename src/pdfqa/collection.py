@@ -209,7 +209,7 @@ class Collection:
                     if on_file:
                         on_file(r)
                     if time.perf_counter() - last_save > SAVE_EVERY_S:
-                        self._save_indexes()
+                        self._save_indexes(lexical=False)  # lexical indexes: once, at the end
                         last_save = time.perf_counter()
             finally:
                 self._record_build_seconds(stages)
@@ -423,12 +423,16 @@ class Collection:
         self._indexes[spec] = idx
         return idx
 
-    def _save_indexes(self) -> None:
+    def _save_indexes(self, *, lexical: bool = True) -> None:
+        """Write the FAISS files that are current; with ``lexical``, bring the lexical indexes (rebuilt
+        from cached tokens, so a crash never needs them saved early) up to date as well."""
         if self.store.readonly:
             return
         for spec, idx in self._indexes.items():
             if idx.generation == self.store.generation:
                 idx.save(self._index_path(spec), {"embedder": spec, "kind": idx.kind})
+        if not lexical:
+            return
         for kind in self.store.manifest.get("lexical", {}):
             self.lexical(kind)  # rebuilt from cached tokens and saved when behind
         if "bm25" in self.store.manifest.get("lexical", {}):

