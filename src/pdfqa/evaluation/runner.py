@@ -113,6 +113,8 @@ def evaluate(col: Collection, items: list[QAItem], retrievers: list[str], *, k: 
         for part in parse_spec(spec)[0]:
             if part_kind(part) == "dense":
                 embed_s += col.prime_queries([it.question for it in items], None if part == "dense" else part)
+        if items:  # one untimed query first: index files, SQLite pages and tokenizers load on first use
+            retr.search(items[0].question, max(3 * k, 30))
         sums: dict[str, float] = {}
         per_q, times = [], []
         for it in tqdm(items, desc=spec, unit="q", disable=not progress, leave=False):
