@@ -27,17 +27,14 @@ SETS = {"jsquad_valid": "corpus", "squad_expmrc": "corpus", "sec10q": "pdfs"}
 
 def rankings(col, items, depth=50):
     """Per question: BM25 chunk ids, dense chunk ids, document ranks; and chunk id → document."""
-    from pdfqa.retrieval import DOC_PRIOR_MIN_CHUNKS
+    from pdfqa.retrieval import DocumentPrior
     from pdfqa.text.tokenize import get_tokenizer
 
     tok = get_tokenizer("default")
     lex = col.lexical("bm25")
-    docs = col.document_index()
-    bm, doc_ranks = [], []
-    for it in items:
-        q = tok(it.question)
-        bm.append(lex.search(q, depth)[0])
-        doc_ranks.append(docs.ranks(q) if docs.chunks_per_doc >= DOC_PRIOR_MIN_CHUNKS else {})
+    prior = DocumentPrior(col)  # the library's own rule for where the prior takes part
+    bm = [lex.search(tok(it.question), depth)[0] for it in items]
+    doc_ranks = [prior.ranks(it.question) for it in items]
     emb = col.embedder(col.embedder_spec)
     qv = np.concatenate([emb.embed_queries([it.question for it in items[i:i + 64]]) for i in range(0, len(items), 64)])
     _, dense = col._index(col.embedder_spec).index.search(qv.astype(np.float32), depth)

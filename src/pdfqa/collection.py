@@ -49,7 +49,9 @@ class Collection:
         self._doc_index: DocumentIndex | None = None
         self._query_cache: dict[tuple[str, str], np.ndarray] = {}
         self._query_cache_size = 1024
-        self._trained: dict[str, Embedder] = {}
+        #: embedders this collection holds itself: fitted on its chunks (word2vec:train) or bound to its
+        #: server (openai:)
+        self._own: dict[str, Embedder] = {}
 
     # ------------------------------------------------------------------ open / create
 
@@ -72,10 +74,6 @@ class Collection:
                 Store.open(path)  # raises the explanatory error
             spec = embedder or DEFAULT_EMBEDDER
             emb = get_embedder(spec)  # fail on unknown names before creating anything
-            if spec.startswith("openai:"):
-                from .embeddings.openai import from_spec
-
-                emb = from_spec(spec, base_url=base_url)
             store = Store.create(path, default_embedder=emb.spec, chunking={
                 "max_tokens": chunk_tokens, "min_tokens": DEFAULT_MIN_TOKENS, "reader": reader,
                 "headings_in_embedding": headings_in_embedding, "tokenizer": emb.spec})
@@ -123,10 +121,10 @@ class Collection:
         if spec.startswith("openai:"):
             return self._openai(spec)
         emb = get_embedder(spec)
-        if not getattr(emb, "needs_fit", False) and spec not in self._trained:
+        if not getattr(emb, "needs_fit", False) and spec not in self._own:
             return emb
-        if spec in self._trained:
-            return self._trained[spec]
+        if spec in self._own:
+            return self._own[spec]
         from .embeddings.word2vec import from_spec
 
         own = from_spec(spec)
@@ -141,18 +139,18 @@ class Collection:
             if not self.store.readonly:
                 path.parent.mkdir(exist_ok=True)
                 own.save(str(path))
-        self._trained[spec] = own
+        self._own[spec] = own
         return own
 
     def _openai(self, spec: str) -> Embedder:
         """One ``openai:`` embedder per collection, talking to :attr:`base_url`, else to the server
         the manifest recorded for ``spec``, else to ``OPENAI_BASE_URL`` / OpenAI."""
-        if spec not in self._trained:
+        if spec not in self._own:
             from .embeddings.openai import from_spec
 
             recorded = self.store.manifest["embedders"].get(spec, {}).get("base_url")
-            self._trained[spec] = from_spec(spec, base_url=self.base_url or recorded)
-        return self._trained[spec]
+            self._own[spec] = from_spec(spec, base_url=self.base_url or recorded)
+        return self._own[spec]
 
     def _chunker(self, emb: Embedder) -> Callable:
         cfg = self.store.manifest["chunking"]
@@ -475,31 +473,16 @@ class Collection:
             raise UnknownComponentError("lexical index", kind, list(LEXICAL_KINDS))
         entry = self.store.manifest.setdefault("lexical", {}).get(kind)
         name = tokenizer or (entry or {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
-        key = f"{kind}:{name}"
-        gen = self.store.generation
-        idx = self._lexical_cache.get(key)
-        if idx is not None and idx.generation == gen:
-            return idx
         path = self.path / "lexical" / (kind if name == DEFAULT_LEXICAL_TOKENIZER else f"{kind}-{slug(name)}")
-        if path.exists():
-            try:
-                idx = LexicalIndex.load(path)
-            except Exception as e:  # derived data: rebuild rather than fail
-                log.warning("%s: %s; rebuilding", path, e)
-                idx = None
-        if idx is not None and getattr(idx, "tokenizer_key", cache_key(name)) != cache_key(name):
-            idx = None
-        if idx is None or idx.generation != gen:
-            ids, hashes = self.store.chunk_hashes()
-            toks = self._chunk_tokens(name, ids, hashes)
-            idx = build_lexical(kind, ids, [toks[h] for h in hashes])
-            idx.generation = gen
-            if not self.store.readonly:
-                path.parent.mkdir(exist_ok=True)
-                idx.save(path, {"tokenizer": name, "tokenizer_key": cache_key(name)})
-                if entry is None and name == DEFAULT_LEXICAL_TOKENIZER:
-                    self.store.manifest["lexical"][kind] = {"tokenizer": name}
-                    self.store.save_manifest()
+
+        def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> LexicalIndex:
+            return build_lexical(kind, ids, [toks[h] for h in hashes])
+
+        key = f"{kind}:{name}"
+        idx, rebuilt = self._load_or_build(path, name, self._lexical_cache.get(key), LexicalIndex.load, build)
+        if rebuilt and not self.store.readonly and entry is None and name == DEFAULT_LEXICAL_TOKENIZER:
+            self.store.manifest["lexical"][kind] = {"tokenizer": name}
+            self.store.save_manifest()
         self._lexical_cache[key] = idx
         return idx
 
@@ -507,27 +490,36 @@ class Collection:
         """BM25 over whole documents (see :class:`~pdfqa.lexical.DocumentIndex`), with the ``bm25``
         index's tokenizer; rebuilt from the cached chunk tokens when the collection has changed."""
         name = self.store.manifest.get("lexical", {}).get("bm25", {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
-        gen = self.store.generation
-        idx = self._doc_index
-        if idx is not None and idx.generation == gen and idx.tokenizer_key == cache_key(name):
-            return idx
-        path = self.path / "lexical" / "documents"
+
+        def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> DocumentIndex:
+            return DocumentIndex.build(docs, [toks[h] for h in hashes])
+
+        self._doc_index, _ = self._load_or_build(self.path / "lexical" / "documents", name, self._doc_index,
+                                                 DocumentIndex.load, build)
+        return self._doc_index
+
+    def _load_or_build(self, path: Path, tokenizer: str, cached, load: Callable, build: Callable) -> tuple:
+        """A lexical index derived from the chunks' tokens under ``tokenizer``: ``cached`` if it is
+        current, else the one saved at ``path`` if that is, else rebuilt with ``build(ids, docs,
+        hashes, tokens)`` (and saved, unless readonly). Returns (index, rebuilt)."""
+        gen, key = self.store.generation, cache_key(tokenizer)
+        if cached is not None and cached.generation == gen and cached.tokenizer_key in ("", key):
+            return cached, False
         idx = None
         if path.exists():
             try:
-                idx = DocumentIndex.load(path)
+                idx = load(path)
             except Exception as e:  # derived data: rebuild rather than fail
                 log.warning("%s: %s; rebuilding", path, e)
-        if idx is None or idx.generation != gen or getattr(idx, "tokenizer_key", "") != cache_key(name):
-            ids, docs, hashes = self.store.chunk_docs()
-            toks = self._chunk_tokens(name, ids, hashes)
-            idx = DocumentIndex.build(docs, [toks.get(h, []) for h in hashes], generation=gen)
-            idx.tokenizer_key = cache_key(name)
-            if not self.store.readonly:
-                path.parent.mkdir(exist_ok=True)
-                idx.save(path, {"tokenizer": name, "tokenizer_key": cache_key(name)})
-        self._doc_index = idx
-        return idx
+        if idx is not None and idx.generation == gen and idx.tokenizer_key in ("", key):
+            return idx, False
+        ids, docs, hashes = self.store.chunk_docs()
+        idx = build(ids, docs, hashes, self._chunk_tokens(tokenizer, ids, hashes))
+        idx.generation, idx.tokenizer_key = gen, key
+        if not self.store.readonly:
+            path.parent.mkdir(exist_ok=True)
+            idx.save(path, {"tokenizer": tokenizer, "tokenizer_key": key})
+        return idx, True
 
     # ------------------------------------------------------------------ search / remove / info
 

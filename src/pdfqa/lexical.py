@@ -23,6 +23,8 @@ LEXICAL_KINDS = ("bm25", "tfidf")
 
 class LexicalIndex:
     kind = ""
+    #: the tokenizer's cache key the tokens came from ("" in indexes written before it was recorded)
+    tokenizer_key = ""
 
     def __init__(self, ids: np.ndarray, generation: int = 0):
         self.ids = np.asarray(ids, dtype=np.int64)
@@ -202,6 +204,8 @@ class DocumentIndex:
     >>> idx.chunks_per_doc
     1.5
     """
+
+    tokenizer_key = ""
 
     def __init__(self, bm25: BM25Index, docs: list[str], n_chunks: int, generation: int = 0):
         self.bm25, self.docs, self.n_chunks, self.generation = bm25, docs, n_chunks, generation

@@ -113,11 +113,17 @@ class LexicalRetriever(Retriever):
         return [Hit(chunk=rows[i], score=s, retriever=self.name) for i, s in zip(ids, scores) if i in rows]
 
 
+def _prior_alone() -> UnknownComponentError:
+    return UnknownComponentError("retriever", DOC_PRIOR, [f"A+{DOC_PRIOR} (a document prior fused with a retriever, "
+                                                          "e.g. e5-small+doc-bm25)", "hybrid"])
+
+
 class DocumentPrior:
     """``doc-bm25``: ranks *documents* by BM25 over their whole text (see
     :class:`~pdfqa.lexical.DocumentIndex`); in a fusion each candidate chunk gains
     ``w / (k_doc + its document's rank)``. ``active`` is False where documents average fewer than
-    :data:`DOC_PRIOR_MIN_CHUNKS` chunks (passage pools), since there it would only repeat ``bm25``."""
+    :data:`DOC_PRIOR_MIN_CHUNKS` chunks (passage pools), since there it would only repeat ``bm25``;
+    ``ranks`` is then empty."""
 
     name = DOC_PRIOR
 
@@ -134,11 +140,9 @@ class DocumentPrior:
         return self.collection.document_index().chunks_per_doc >= self.min_chunks
 
     def ranks(self, query: str) -> dict[str, int]:
-        return self.collection.document_index().ranks(self._tok(query))
-
-    def search(self, query: str, k: int = 5) -> list[Hit]:
-        raise UnknownComponentError("retriever", DOC_PRIOR, [f"A+{DOC_PRIOR} (a document prior fused with a "
-                                                             "retriever, e.g. e5-small+doc-bm25)", "hybrid"])
+        """Document → 1-based rank for ``query`` ({} where the prior does not take part)."""
+        idx = self.collection.document_index()
+        return idx.ranks(self._tok(query)) if idx.chunks_per_doc >= self.min_chunks else {}
 
 
 class FusionRetriever(Retriever):
@@ -152,7 +156,7 @@ class FusionRetriever(Retriever):
         if len(self.weights) != len(parts):
             raise ValueError(f"{len(self.weights)} fusion weights for {len(parts)} retrievers")
         if all(isinstance(p, DocumentPrior) for p in parts):
-            parts[0].search("", 1)  # raises: a prior ranks documents, not chunks
+            raise _prior_alone()  # a prior ranks documents, not chunks
         self.k_rrf, self.depth = k_rrf, depth
         self.name = name or "+".join(p.name for p in parts)
 
@@ -168,8 +172,9 @@ class FusionRetriever(Retriever):
                 fused[h.chunk.chunk_id] = fused.get(h.chunk.chunk_id, 0.0) + w / (self.k_rrf + rank)
                 chunks[h.chunk.chunk_id] = h.chunk
         for prior, w in priors:
-            if fused and prior.active:
-                add_document_prior(fused, {cid: c.doc for cid, c in chunks.items()}, prior.ranks(query), w, prior.k_doc)
+            ranks = prior.ranks(query) if fused else {}
+            if ranks:
+                add_document_prior(fused, {cid: c.doc for cid, c in chunks.items()}, ranks, w, prior.k_doc)
         best = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
         return [Hit(chunk=chunks[cid], score=round(s, 6), retriever=self.name) for cid, s in best]
 
@@ -216,10 +221,11 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
     parts, post = parse_spec(spec)
     built: list[Retriever] = []
     for p in parts:
-        kind, _, tok = p.partition(":")
-        if kind in ("bm25", "tfidf"):
-            built.append(LexicalRetriever(collection, kind, tok or None))
-        elif p == DOC_PRIOR:
+        kind = part_kind(p)
+        if kind == "lexical":
+            name, _, tok = p.partition(":")
+            built.append(LexicalRetriever(collection, name, tok or None))
+        elif kind == "prior":
             built.append(DocumentPrior(collection))
         elif p == "dense":
             built.append(DenseRetriever(collection))
@@ -229,8 +235,8 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
     head = spec.split("|")[0].strip()
     if weights is None and (head == "hybrid" or head.startswith("hybrid:")):
         weights = list(HYBRID_WEIGHTS)
-    if len(built) == 1 and isinstance(built[0], DocumentPrior):
-        built[0].search("", 1)  # raises with what to write instead
+    if all(isinstance(b, DocumentPrior) for b in built):
+        raise _prior_alone()
     r: Retriever = built[0] if len(built) == 1 else FusionRetriever(built, weights, k_rrf, name=head)
     for name, arg in post:
         if name == "rerank":

@@ -299,11 +299,6 @@ class Store:
             self.db.executemany("INSERT OR IGNORE INTO tokens(tokenizer, content_hash, tokens) VALUES (?,?,?)",
                                 [(tokenizer, h, json.dumps(t, ensure_ascii=False)) for h, t in by_hash.items()])
 
-    def chunk_hashes(self) -> tuple[np.ndarray, list[str]]:
-        """(row ids, content hashes) of every chunk, in row-id order."""
-        rows = self.db.execute("SELECT id, content_hash FROM chunks ORDER BY id").fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows]
-
     def chunk_docs(self) -> tuple[np.ndarray, list[str], list[str]]:
         """(row ids, documents, content hashes) of every chunk, in row-id order."""
         rows = self.db.execute("SELECT id, doc, content_hash FROM chunks ORDER BY id").fetchall()
