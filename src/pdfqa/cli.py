@@ -421,8 +421,9 @@ def eval_(
     for r in run["results"]:
         if "answer" in r:
             a = r["answer"]
-            out.print(f"{r['retriever']} → {generator}: EM {a['em']:.3f}, F1 {a['f1']:.3f}, citation precision "
-                      f"{a['citation_precision']:.3f}, abstained {a['abstention_rate']:.1%}, {a['seconds_mean']:.2f}s/answer")
+            out.print(f"{r['retriever']} → {generator}: contains gold {a['contains_gold']:.3f}, EM {a['em']:.3f}, "
+                      f"F1 {a['f1']:.3f}, citation precision {a['citation_precision']:.3f}, abstained "
+                      f"{a['abstention_rate']:.1%}, {a['seconds_mean']:.2f}s/answer", highlight=False)
     command = " ".join(["pdfqa", *map(str, sys.argv[1:])])
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
