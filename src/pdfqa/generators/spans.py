@@ -36,8 +36,8 @@ _EN_TYPES = [
 ]
 _EN_WH = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b", re.I)
 _JA_TYPES = [
-    (re.compile(r"いつ|何年|何月|何日|何世紀|何時代|何曜|西暦何|何年代|何時"), "date"),
-    (re.compile(r"何[人個回倍%％歳円本台社件種枚点冊頭匹羽つ割分秒度位号階ヶケか箇]|いくつ|いくら|どのくらい|どれくらい|どれほど|何パーセント|何メートル|何キロ|何万|何億|何千|何百|何十|何番"), "number"),
+    (re.compile(r"いつ|何年|何月|何日|何世紀|何時代|何曜|西暦何|何年代|何時|(した|された|なった|始まった|できた)(年|時期|年代)は"), "date"),
+    (re.compile(r"第何|何[人個回倍%％歳円本台社件種枚点冊頭匹羽つ割分秒度位号階ヶケか箇]|いくつ|いくら|どのくらい|どれくらい|どれほど|何パーセント|何メートル|何キロ|何万|何億|何千|何百|何十|何番"), "number"),
     (re.compile(r"誰|だれ|どなた|何者|何という人|どの人物"), "person"),
     (re.compile(r"どこ|どの(国|都市|地域|県|州|町|村|場所|島|大陸)|何県|何市|何国|何州"), "place"),
 ]
@@ -82,6 +82,9 @@ class Question:
     terms: list[str]
     left: list[str] = field(default_factory=list)
     right: list[str] = field(default_factory=list)
+    #: the noun the question word governs (``何音`` → ``音``, ``何人`` → ``人``): it ends the answer
+    #: (``放出音``, ``25人``), so it is not trimmed as one of the question's own words
+    head: str = ""
 
 
 @dataclass(slots=True)
@@ -135,10 +138,16 @@ def analyse(question: str) -> Question:
         rx = _JA_WH if ja else _EN_WH
         wh = next((i for i, t in enumerate(toks) if rx.fullmatch(t.surface.lower()) or (ja and rx.match(t.surface))), None)
     left = right = []
+    head = ""
     if wh is not None:
         left = [t.norm for t in reversed(toks[:wh]) if t.norm]
         right = [t.norm for t in toks[wh + 1:] if t.norm]
-    return Question(question, lang, atype, terms, left, right)
+        if ja and wh < len(toks):
+            word = toks[wh].surface
+            rest = word[1:] if word.startswith("何") and len(word) > 1 else ""
+            nxt = toks[wh + 1] if wh + 1 < len(toks) else None
+            head = rest or (nxt.surface if nxt is not None and word in ("何", "なに", "なん") and nxt.pos in _JA_CHUNK_POS else "")
+    return Question(question, lang, atype, terms, left, right, head)
 
 
 def _candidates(toks: list[Tok], text: str, ja: bool) -> list[tuple[int, int]]:
@@ -149,8 +158,9 @@ def _candidates(toks: list[Tok], text: str, ja: bool) -> list[tuple[int, int]]:
         while i < n:
             if toks[i].pos in _JA_CHUNK_POS or (toks[i].norm and not any(is_cjk(c) for c in toks[i].surface)):
                 j = i
-                while j < n and (toks[j].pos in _JA_CHUNK_POS or toks[j].surface in "・ー－-" and j + 1 < n
+                while j < n and (toks[j].pos in _JA_CHUNK_POS or toks[j].surface in "・ー－-,，." and j + 1 < n
                                  and toks[j + 1].pos in _JA_CHUNK_POS
+                                 and (toks[j].surface not in ",，." or _is_number(toks[j + 1].surface))
                                  or (toks[j].norm and not any(is_cjk(c) for c in toks[j].surface))):
                     j += 1
                 out.append((i, j))
@@ -183,7 +193,7 @@ def _candidates(toks: list[Tok], text: str, ja: bool) -> list[tuple[int, int]]:
 
 
 def _is_number(s: str) -> bool:
-    return bool(re.fullmatch(r"[$€£¥]?\d[\d,.]*%?", s)) or s.lower() in _NUMBER_WORDS
+    return bool(re.fullmatch(r"[$€£¥]?[\d０-９][\d０-９,.]*%?", s)) or s.lower() in _NUMBER_WORDS
 
 
 def _typed(atype: str, toks: list[Tok], ja: bool) -> bool:
@@ -223,12 +233,16 @@ def best_span(q: Question, unit: str, weights: dict[str, float] | None = None, *
     best: Span | None = None
     for i, j in _candidates(toks, unit, ja):
         while i < j and (toks[i].norm in qset or toks[i].norm is None and not _is_number(toks[i].surface)):
+            if ja and i + 1 < j and _is_number(toks[i + 1].surface) and toks[i].pos == "接頭辞":
+                break  # 第|36条, 約|120回: the prefix belongs to the number
             i += 1  # trim the question's own words and stray function words from the ends
         while j > i and (toks[j - 1].norm in qset or toks[j - 1].norm is None and not _is_number(toks[j - 1].surface)):
+            if ja and j - 1 > i and (q.head and q.head.endswith(toks[j - 1].surface) or _is_number(toks[j - 2].surface)):
+                break  # the governed noun or a counter ends the answer: 放出|音, 25|人, 2006|年
             j -= 1
         if i >= j or j - i > max_tokens:
             continue
-        inside = sum(1 for t in toks[i:j] if t.norm in qset)
+        inside = sum(1 for t in toks[i:j] if t.norm in qset and not (q.head and q.head.endswith(t.surface)))
         if inside >= (j - i + 1) // 2 + (1 if j - i > 1 else 0):
             continue
         near = 0.0
@@ -245,6 +259,8 @@ def best_span(q: Question, unit: str, weights: dict[str, float] | None = None, *
             score += 0.4
         if q.right and _adjacent(toks, j - 1, q.right[0], before=False):
             score += 0.2
+        if ja and q.head and j - i > 1 and q.head.endswith(toks[j - 1].surface):
+            score += 0.4  # 何音 → …音: the answer ends with the noun the question word governs
         score -= 0.03 * max(0, (j - i) - 3) + 0.1 * inside
         if best is None or score > best.score:
             best = Span(unit[toks[i].start:toks[j - 1].end].strip(), score, typed)

@@ -64,7 +64,8 @@ def _is_header(line: str) -> bool:
 def answer_units(text: str) -> list[Unit]:
     """The units of ``text`` in reading order (see the module docstring)."""
     out: list[Unit] = []
-    lines = [ln.strip() for ln in text.split("\n")]
+    # "title [SEP] text": passage corpora (JSQuAD) put the title before the text on one line
+    lines = [ln.strip() for ln in text.replace(" [SEP] ", "\n").split("\n")]
     header = ""
     for i, line in enumerate(lines):
         if not line:
