@@ -268,7 +268,8 @@ class PDFQA:
             return
         text, cites, dropped = self.citations(ex.text, hits)
         for c in cites:  # the quote is the supporting unit, so the page view highlights what was quoted
-            c.quote = ex.unit
+            if c.marker == ex.used[0]:
+                c.quote = ex.unit
         yield text
         yield finish(text, hits, spec, dropped=dropped, cites=cites, short=ex.short, support=ex.support)
 

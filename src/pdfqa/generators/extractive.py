@@ -42,6 +42,8 @@ from .spans import Question, analyse, best_span, tokens
 MIN_SUPPORT = 0.3
 #: a unit without anything of the asked type (no date for "when") counts this share of its support
 UNTYPED_SUPPORT = 0.75
+#: a second unit (from another passage) is shown when it scores at least this share of the best one
+SECOND_UNIT = 0.85
 #: units given to the dense model per question (the best by term overlap): bounds the answer step's cost
 MAX_EMBEDDED = 8
 
@@ -125,7 +127,7 @@ class ExtractiveGenerator(Generator):
             ci, u = units[i]
             semantic = (sims[i] - lo) / (hi - lo) if sims[i] is not None and hi > lo else 0.0
             base = 0.3 * lex[i] / top + 0.7 * semantic if known else lex[i] / top
-            typed = q.atype == "thing" or _has_type(q, u.text)
+            typed = q.atype in ("thing", "reason") or _has_type(q, u.text)
             if not typed:  # "who"/"when"/"how many" and no name/date/number here: weaker evidence of an answer
                 supports[i] *= UNTYPED_SUPPORT
             score = base + (0.15 if typed else 0.0) + 0.02 / ci  # better-retrieved contexts win ties
@@ -138,9 +140,16 @@ class ExtractiveGenerator(Generator):
         weights = {t: idf[t] for t in qterms}
         span = best_span(q, u.text, weights) if u.kind != "row" else None
         shown = u.display()
+        # a close second from another passage follows the supporting unit: retrieval ranks passages, not
+        # answers, and a second source is often the one that says it outright
+        second = next((i for sc, i in scored[1:] if sc >= SECOND_UNIT * scored[0][0] and units[i][0] != ci
+                       and supports[i] >= self.min_support and toks[i] != toks[best_i]), None)
+        more = f"\n{units[second][1].display()} [{units[second][0]}]" if second is not None else ""
+        used = [ci] + ([units[second][0]] if second is not None else [])
         if span is not None and _keep_span(q, span, u.text):
-            return Extract(span.text, f"{span.text}\n{shown} [{ci}]", [ci], "span", u.text, supports[best_i], sims[best_i])
-        return Extract(shown, f"{shown} [{ci}]", [ci], u.kind, u.text, supports[best_i], sims[best_i])
+            return Extract(span.text, f"{span.text}\n{shown} [{ci}]{more}", used, "span", u.text, supports[best_i],
+                           sims[best_i])
+        return Extract(shown, f"{shown} [{ci}]{more}", used, u.kind, u.text, supports[best_i], sims[best_i])
 
     def answer(self, question: str, contexts: list[str],
                similarity: Callable[[str, list[str]], list[float]] | None = None) -> tuple[str, list[int], float]:
@@ -160,8 +169,8 @@ MIN_SPAN_SCORE = {"thing": 0.45, "typed": 0.5}
 
 
 def _keep_span(q: Question, span, unit: str) -> bool:
-    if not span.text or len(span.text) >= 0.8 * len(unit):
-        return False
+    if q.atype == "reason" or not span.text or len(span.text) >= 0.8 * len(unit):
+        return False  # why/how questions are answered by the sentence
     if q.atype != "thing":
         return span.typed and span.score >= MIN_SPAN_SCORE["typed"]
     return span.score >= MIN_SPAN_SCORE["thing"] and len(tokens(span.text)) <= 8

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from ..text.lang import is_cjk
 from ..text.tokenize import english_tokens, get_tokenizer, morphemes
 
-#: answer types: what kind of span a question asks for
-TYPES = ("date", "number", "person", "place", "thing")
+#: answer types: what kind of span a question asks for ("reason": why/how, answered by a clause, no span)
+TYPES = ("date", "number", "person", "place", "thing", "reason")
+_REASON = re.compile(r"\bwhy\b|^\s*how\b(?!\s+(many|much|long|old|far|large|big|tall|high|often|fast|deep|wide))|"
+                     r"なぜ|何故|どうして|理由|どのよう|どうやって|どういう|どんな(方法|仕組み|目的)", re.I)
 
 _EN_TYPES = [
     (re.compile(r"\b(when|what (year|date|day|month|century|decade|time|period|era)|which (year|date|century|month))\b", re.I), "date"),
@@ -126,6 +128,8 @@ def analyse(question: str) -> Question:
         if rx.search(question):
             atype = t
             break
+    if atype == "thing" and _REASON.search(question):
+        atype = "reason"
     terms = [t for t in dict.fromkeys(get_tokenizer("default")(question.replace(_CLOZE, " "))) if t not in _JA_NOT_TERMS]
     toks = tokens(question)
     wh = None
@@ -253,7 +257,7 @@ def best_span(q: Question, unit: str, weights: dict[str, float] | None = None, *
                 near += w[term] / (1.0 + d / 3.0)
         score = near / total
         typed = _typed(q.atype, toks[i:j], ja)
-        if q.atype != "thing":
+        if q.atype not in ("thing", "reason"):
             score += 0.5 if typed else -0.5
         if q.left and _adjacent(toks, i, q.left[0], before=True):
             score += 0.4
