@@ -39,7 +39,7 @@ from .spans import Question, analyse, best_span, tokens
 
 #: below this share of the question's (idf-weighted) words found around the best unit, abstain; chosen
 #: across all sets by benchmarks/calibrate_abstention.py (benchmarks/README.md)
-MIN_SUPPORT = 0.3
+MIN_SUPPORT = 0.225
 #: a unit without anything of the asked type (no date for "when") counts this share of its support
 UNTYPED_SUPPORT = 0.75
 #: a second unit (from another passage) is shown when it scores at least this share of the best one
@@ -150,13 +150,6 @@ class ExtractiveGenerator(Generator):
             return Extract(span.text, f"{span.text}\n{shown} [{ci}]{more}", used, "span", u.text, supports[best_i],
                            sims[best_i])
         return Extract(shown, f"{shown} [{ci}]{more}", used, u.kind, u.text, supports[best_i], sims[best_i])
-
-    def answer(self, question: str, contexts: list[str],
-               similarity: Callable[[str, list[str]], list[float]] | None = None) -> tuple[str, list[int], float]:
-        """(answer text with [n] markers, 1-based context numbers used, support in [0, 1]); ``("", [], 0.0)``
-        when nothing answers."""
-        ex = self.extract(question, contexts, similarity)
-        return (ex.text, ex.used, ex.support) if ex else ("", [], 0.0)
 
 
 def _has_type(q: Question, text: str) -> bool:

@@ -18,10 +18,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .sentences import split_sentences
+from .sentences import join_lines, split_sentences
 
 _BULLET = re.compile(r"^(?:[•·∙◦▪▫●○■□◆◇▶▷►➢➤✓✔※★☆＊*\-–—・]\s*|\(?\d{1,2}[.)）]\s+|[（(]\d{1,2}[)）]\s*|[①-⑳]\s*)")
 _NUMERIC = re.compile(r"^[(（$€¥£▲△-]*[\d,.]+%?[)）]?$|^[-—–]$")
+_END = re.compile(r"[。．.!?！？」』)）]$")
 _CURRENCY = {"$", "€", "¥", "£", "￥", "円"}
 _YEAR = re.compile(r"(?:FY)?(?:19|20)\d\d")
 #: a unit longer than this is cut at sentence ends (slides sometimes run many lines together)
@@ -85,6 +86,13 @@ def answer_units(text: str) -> list[Unit]:
                     out.append(Unit(item, "item", i))
                 continue
             line = item
+        # a line that does not end its sentence goes on in the next one (slides break sentences into
+        # lines): read them together, as the slide is read
+        if (out and out[-1].kind == "sentence" and out[-1].line == i - 1 and not _END.search(out[-1].text)
+                and len(out[-1].text) + len(line) <= MAX_UNIT_CHARS
+                and not (i + 1 < len(lines) and is_row(lines[i + 1]))):  # a table's header stays apart
+            prev = out.pop()
+            line = join_lines([prev.text, line])
         for s in split_sentences(line):
             if len(s) > MAX_UNIT_CHARS:  # a run-on line: cut at commas/、 so a unit stays quotable
                 out.extend(Unit(p, "sentence", i) for p in _cut(s))
