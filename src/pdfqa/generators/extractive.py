@@ -39,7 +39,7 @@ from .spans import Question, analyse, best_span, tokens
 
 #: below this share of the question's (idf-weighted) words found around the best unit, abstain; chosen
 #: across all sets by benchmarks/calibrate_abstention.py (benchmarks/README.md)
-MIN_SUPPORT = 0.225
+MIN_SUPPORT = 0.25
 #: a unit without anything of the asked type (no date for "when") counts this share of its support
 UNTYPED_SUPPORT = 0.75
 #: a second unit (from another passage) is shown when it scores at least this share of the best one
