@@ -47,7 +47,7 @@ SETS = {
 }
 #: the pool each set's questions are asked of as off-topic questions (same language, another subject)
 OFF_TOPIC = {"jsquad_valid": "ja_gov", "jaquad_dev": "ja_gov", "ja_gov": "jsquad_valid",
-             "squad_expmrc": "financebench_dev", "financebench_dev": "squad_expmrc", "en_slides": "squad_expmrc"}
+             "squad_expmrc": "en_slides", "financebench_dev": "squad_expmrc", "en_slides": "squad_expmrc"}
 
 
 def pool(workdir: Path, name: str):
@@ -144,6 +144,8 @@ def main() -> int:
     ap.add_argument("--generate", type=int, default=80, help="questions qa-generate writes per PDF set")
     ap.add_argument("--workdir", default="benchmarks/out/ans/pools")
     ap.add_argument("--out", default="benchmarks/out/ans/run.jsonl")
+    ap.add_argument("--only-named-pools", action="store_true",
+                    help="ask off-topic questions only of pools among --set (others may still be building)")
     ap.add_argument("--no-abstain", action="store_true",
                     help="answer everything (thresholds 0) and record the features, for calibrate_abstention.py")
     args = ap.parse_args()
@@ -182,7 +184,7 @@ def main() -> int:
     for name in names:
         col = col_of(name)
         items = questions(workdir, name, col, args.limit, args.generate)
-        other = col_of(OFF_TOPIC[name]) if OFF_TOPIC.get(name) in names else None
+        other = col_of(OFF_TOPIC[name]) if OFF_TOPIC[name] in names or not args.only_named_pools else None
         base = PDFQA(col)
         cases = []  # (kind, item, hits, collection)
         for it in items:
