@@ -12,6 +12,8 @@ its numbers are.
 'Item 2021 2022'
 >>> us[1].display()
 'Item 2021 2022 / Sales 1,200 1,577'
+>>> [u.display() for u in answer_units("Fatalities\\nYear | Rate\\n2021 | 1.36\\n2022 | 1.33")]
+['Fatalities', 'Year | Rate / 2021 | 1.36', 'Year | Rate / 2022 | 1.33']
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ class Unit:
 def is_row(line: str) -> bool:
     """A table row: at least two numeric cells (not all of them years: that is a header) making up a
     good share of the line's cells."""
+    if line.count(" | ") >= 1:  # a table block's row: cells joined by " | " (pdfqa.chunking)
+        return True
     cells = [c for c in line.split() if c not in _CURRENCY]  # "$ 1,577": the sign is not a cell
     if len(cells) < 3:
         return False
@@ -72,6 +76,10 @@ def answer_units(text: str) -> list[Unit]:
         if not line:
             continue
         if is_row(line):
+            if (not header and " | " in line and not any(ch.isdigit() for ch in line)
+                    and i + 1 < len(lines) and is_row(lines[i + 1])):
+                header = line  # a table block's header row: it heads the rows below, it is not an answer
+                continue
             if not header and i > 0 and lines[i - 1] and _is_header(lines[i - 1]) and not is_row(lines[i - 1]):
                 header = lines[i - 1]
                 if out and out[-1].line == i - 1:
