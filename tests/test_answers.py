@@ -70,15 +70,14 @@ def test_questions_without_content_words_abstain(built, question):
     assert ans.abstained and not ans.citations and ans.short is None
 
 
-def test_unanswerable_question_abstains_when_the_answer_page_is_gone(built):
-    """The question is answered on page 7; without the pages that hold it, pdfqa says so."""
-    qa = PDFQA(built, generator="default")
-    q = "ゼロトラストの概念を提唱したのは誰ですか"
-    hits = [h for h in qa.retrieve(q, 30) if "Kindervag" not in h.chunk.text][:5]
-    assert hits
-    qa.retrieve = lambda *_a, **_k: hits  # the pool without its gold pages
-    ans = qa.ask(q)
-    assert ans.abstained and ans.answer == NOT_FOUND["ja"] and not ans.citations
+@pytest.mark.parametrize("question,expected", [
+    ("ゼロトラストの市場規模は何億円ですか", NOT_FOUND["ja"]),  # on topic, but the paper gives no market size
+    ("Who invented WordPiece?", NOT_FOUND["en"]),  # the deck explains WordPiece, not who made it
+])
+def test_unanswerable_question_on_the_documents_topic_abstains(built, question, expected):
+    ans = PDFQA(built, generator="default").ask(question)
+    assert ans.evidence >= 0.80  # retrieval found the right document: the answerer itself says no
+    assert ans.abstained and ans.answer == expected and not ans.citations
 
 
 def test_a_retrieval_that_returns_nothing_abstains(built):

@@ -24,6 +24,7 @@ from .sentences import join_lines, split_sentences
 
 _BULLET = re.compile(r"^(?:[•·∙◦▪▫●○■□◆◇▶▷►➢➤✓✔※★☆＊*\-–—・]\s*|\(?\d{1,2}[.)）]\s+|[（(]\d{1,2}[)）]\s*|[①-⑳]\s*)")
 _NUMERIC = re.compile(r"^[(（$€¥£▲△-]*[\d,.]+%?[)）]?$|^[-—–]$")
+_NUMBERED = re.compile(r"^(?:[\d０-９]+(?:[.．][\d０-９]+)*\.?\s*\S|第[\d０-９一二三四五六七八九十]+[章節])")
 _END = re.compile(r"[。．.!?！？」』)）]$")
 _CURRENCY = {"$", "€", "¥", "£", "￥", "円"}
 _YEAR = re.compile(r"(?:FY)?(?:19|20)\d\d")
@@ -98,7 +99,8 @@ def answer_units(text: str) -> list[Unit]:
         # lines): read them together, as the slide is read
         if (out and out[-1].kind == "sentence" and out[-1].line == i - 1 and not _END.search(out[-1].text)
                 and len(out[-1].text) + len(line) <= MAX_UNIT_CHARS
-                and not (i + 1 < len(lines) and is_row(lines[i + 1]))):  # a table's header stays apart
+                and not (i + 1 < len(lines) and is_row(lines[i + 1]))  # a table's header stays apart
+                and not _NUMBERED.match(out[-1].text)):  # and so does a numbered heading ("2.5 Trends")
             prev = out.pop()
             line = join_lines([prev.text, line])
         for s in split_sentences(line):
