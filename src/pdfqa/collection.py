@@ -25,9 +25,10 @@ from .errors import CollectionError, EmbedderMismatchError
 from .faiss_index import DenseIndex
 from .lexical import LEXICAL_KINDS, DocumentIndex, LexicalIndex, build_lexical
 from .text.tokenize import cache_key, get_tokenizer
+from .backend import Backend, create as create_backend, exists as backend_exists, open_backend
 from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, prefetch, prepare
 from .pdf import DEFAULT_READER
-from .store import DocumentRecord, Store, slug
+from .store import DocumentRecord, slug
 
 log = logging.getLogger(__name__)
 DEFAULT_LEXICAL_TOKENIZER = "default"
@@ -36,9 +37,10 @@ SAVE_EVERY_S = 60.0
 
 
 class Collection:
-    """A persistent collection: chunks and metadata in SQLite, one FAISS index per embedder."""
+    """A persistent collection over a backend (:mod:`pdfqa.backend`): a local directory (SQLite, one
+    FAISS index per embedder) or Milvus (``milvus:PATH.db``, ``milvus://HOST:PORT/NAME``)."""
 
-    def __init__(self, store: Store, embedder: str | None = None, *, base_url: str | None = None):
+    def __init__(self, store: Backend, embedder: str | None = None, *, base_url: str | None = None):
         self.store = store
         #: the OpenAI-compatible server for ``openai:`` embedders (else the one the manifest recorded,
         #: else ``OPENAI_BASE_URL``, else OpenAI's)
@@ -68,19 +70,18 @@ class Collection:
         ``embedder`` picks the index to search; a collection without an index for it raises
         :class:`~pdfqa.errors.EmbedderMismatchError` explaining what it has (``index`` adds one).
         """
-        path = Path(path)
-        if not (path / "manifest.json").exists():
+        if not backend_exists(path):
             if not create:
-                Store.open(path)  # raises the explanatory error
+                open_backend(path)  # raises the explanatory error
             spec = embedder or DEFAULT_EMBEDDER
             emb = get_embedder(spec)  # fail on unknown names before creating anything
-            store = Store.create(path, default_embedder=emb.spec, chunking={
+            store = create_backend(path, default_embedder=emb.spec, chunking={
                 "max_tokens": chunk_tokens, "min_tokens": DEFAULT_MIN_TOKENS, "reader": reader,
                 "headings_in_embedding": headings_in_embedding, "tokenizer": emb.spec})
             store.manifest["lexical"] = {"bm25": {"tokenizer": DEFAULT_LEXICAL_TOKENIZER}}
             store.save_manifest()
             return cls(store, emb.spec, base_url=base_url)
-        store = Store.open(path, readonly=readonly)
+        store = open_backend(path, readonly=readonly)
         col = cls(store, embedder, base_url=base_url)
         if embedder is not None and not create:
             col.check_embedder(embedder)
@@ -96,7 +97,8 @@ class Collection:
         self.close()
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | str:
+        """The collection's directory, or its ``milvus:`` location."""
         return self.store.path
 
     @property
@@ -128,15 +130,15 @@ class Collection:
         from .embeddings.word2vec import from_spec
 
         own = from_spec(spec)
-        path = self.path / "models" / f"{slug(spec)}.bin"
-        if path.exists():
+        path = self.store.derived_dir / "models" / f"{slug(spec)}.bin" if self.store.derived_dir else None
+        if path is not None and path.exists():
             own.load(str(path))
         else:
             texts = [self._embed_text(c) for _, c, _ in self.store.iter_chunks()]
             if not texts:
                 raise CollectionError(f"{spec} is trained on the collection's chunks: index some documents first")
             own.fit(texts)
-            if not self.store.readonly:
+            if path is not None and not self.store.readonly:
                 path.parent.mkdir(exist_ok=True)
                 own.save(str(path))
         self._own[spec] = own
@@ -256,6 +258,8 @@ class Collection:
         removed, added = self.store.replace_document(rec, chunks, hashes, new_vectors)
         gen = self.store.generation
         for spec, idx in indexes.items():
+            if self.store.native_dense:
+                continue  # the backend's own index already holds this commit
             if removed and not idx.supports_remove:
                 self._indexes.pop(spec, None)  # rebuilt from stored vectors on next use
                 continue
@@ -354,7 +358,7 @@ class Collection:
             m = self.store.manifest
             if emb.spec not in m["embedders"]:
                 m["embedders"][emb.spec] = {**emb.describe(), "index": "flat",
-                                            "index_file": f"indexes/{slug(emb.spec)}.faiss"}
+                                            **self.store.embedder_entry(emb.spec, emb.dim)}
                 self.store.save_manifest()
             t = time.perf_counter()
             if self._fill_missing(emb.spec, progress=progress):
@@ -371,7 +375,7 @@ class Collection:
         if self.embedder_spec not in m["embedders"]:
             emb = self.embedder(self.embedder_spec)
             m["embedders"][emb.spec] = {**emb.describe(), "index": "flat",
-                                        "index_file": f"indexes/{slug(emb.spec)}.faiss"}
+                                        **self.store.embedder_entry(emb.spec, emb.dim)}
             self.store.save_manifest()
         for spec in m["embedders"]:
             self._fill_missing(spec)
@@ -395,11 +399,15 @@ class Collection:
         return len(missing)
 
     def _index_path(self, spec: str) -> Path:
-        return self.path / self.store.manifest["embedders"][spec]["index_file"]
+        return self.store.derived_dir / self.store.manifest["embedders"][spec]["index_file"]
 
     def _index(self, spec: str) -> DenseIndex:
         """The in-memory index for ``spec``: loaded from its file, or rebuilt from stored vectors when
-        the file is missing or older than the SQLite state (a crash between the two writes)."""
+        the file is missing or older than the SQLite state (a crash between the two writes). A backend
+        that searches vectors itself (Milvus) gives its own index instead."""
+        if self.store.native_dense:
+            self.check_embedder(spec)
+            return self.store.dense_index(spec)
         if spec in self._indexes:
             idx = self._indexes[spec]
             if idx.generation == self.store.generation:
@@ -427,7 +435,7 @@ class Collection:
         if self.store.readonly:
             return
         for spec, idx in self._indexes.items():
-            if idx.generation == self.store.generation:
+            if not self.store.native_dense and idx.generation == self.store.generation:
                 idx.save(self._index_path(spec), {"embedder": spec, "kind": idx.kind})
         if not lexical:
             return
@@ -473,7 +481,7 @@ class Collection:
             raise UnknownComponentError("lexical index", kind, list(LEXICAL_KINDS))
         entry = self.store.manifest.setdefault("lexical", {}).get(kind)
         name = tokenizer or (entry or {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
-        path = self.path / "lexical" / (kind if name == DEFAULT_LEXICAL_TOKENIZER else f"{kind}-{slug(name)}")
+        path = self._derived("lexical", kind if name == DEFAULT_LEXICAL_TOKENIZER else f"{kind}-{slug(name)}")
 
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> LexicalIndex:
             return build_lexical(kind, ids, [toks[h] for h in hashes])
@@ -494,19 +502,23 @@ class Collection:
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> DocumentIndex:
             return DocumentIndex.build(docs, [toks[h] for h in hashes])
 
-        self._doc_index, _ = self._load_or_build(self.path / "lexical" / "documents", name, self._doc_index,
+        self._doc_index, _ = self._load_or_build(self._derived("lexical", "documents"), name, self._doc_index,
                                                  DocumentIndex.load, build)
         return self._doc_index
 
-    def _load_or_build(self, path: Path, tokenizer: str, cached, load: Callable, build: Callable) -> tuple:
+    def _derived(self, *parts: str) -> Path | None:
+        """Where a derived index is saved (None: the backend keeps none on disk, it lives in memory)."""
+        return self.store.derived_dir.joinpath(*parts) if self.store.derived_dir else None
+
+    def _load_or_build(self, path: Path | None, tokenizer: str, cached, load: Callable, build: Callable) -> tuple:
         """A lexical index derived from the chunks' tokens under ``tokenizer``: ``cached`` if it is
         current, else the one saved at ``path`` if that is, else rebuilt with ``build(ids, docs,
-        hashes, tokens)`` (and saved, unless readonly). Returns (index, rebuilt)."""
+        hashes, tokens)`` (and saved, unless readonly or ``path`` is None). Returns (index, rebuilt)."""
         gen, key = self.store.generation, cache_key(tokenizer)
         if cached is not None and cached.generation == gen and cached.tokenizer_key in ("", key):
             return cached, False
         idx = None
-        if path.exists():
+        if path is not None and path.exists():
             try:
                 idx = load(path)
             except Exception as e:  # derived data: rebuild rather than fail
@@ -516,7 +528,7 @@ class Collection:
         ids, docs, hashes = self.store.chunk_docs()
         idx = build(ids, docs, hashes, self._chunk_tokens(tokenizer, ids, hashes))
         idx.generation, idx.tokenizer_key = gen, key
-        if not self.store.readonly:
+        if path is not None and not self.store.readonly:
             path.parent.mkdir(exist_ok=True)
             idx.save(path, {"tokenizer": tokenizer, "tokenizer_key": key})
         return idx, True
@@ -588,7 +600,7 @@ class Collection:
         entry = self.check_embedder(spec)
         idx = self._index(spec)
         id_of = self.store.rowids([h.chunk.chunk_id for h in hits])
-        vecs = np.stack([idx.index.reconstruct(int(id_of[h.chunk.chunk_id])) for h in hits]).astype(np.float32)
+        vecs = idx.vectors([int(id_of[h.chunk.chunk_id]) for h in hits])
         return self.query_vector(query, spec), vecs.reshape(len(hits), entry["dim"])
 
     def remove(self, doc: str) -> bool:
@@ -641,6 +653,9 @@ class Collection:
             self.check_embedder(spec)["index"] = kind
             self.store.save_manifest()
             self._indexes.pop(spec, None)
+            if self.store.native_dense:
+                self.store.set_index_kind(spec, kind)
+                return
             ids, vecs = self.store.index_vectors(spec, self.embedders[spec]["dim"])
             idx = DenseIndex.build(ids, vecs, generation=self.store.generation, kind=kind)
             self._indexes[spec] = idx
