@@ -17,7 +17,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
-CollectionOpt = typer.Option(..., "--collection", "-c", help="Collection directory.")
+CollectionOpt = typer.Option(..., "--collection", "-c", help="Collection: a directory, milvus:PATH.db (Milvus Lite) "
+                             "or milvus://HOST:PORT/NAME (a Milvus server; token from MILVUS_TOKEN).")
 BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server of openai: embedders (e.g. "
                           "http://localhost:11434/v1); default: the one the index was built with, else OPENAI_BASE_URL.")
 
@@ -34,7 +35,7 @@ def _dump(obj) -> None:
 @app.command()
 def index(
     paths: List[Path] = typer.Argument(None, help="PDF files and folders (searched recursively for *.pdf)."),
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Embedder spec (default e5-small). On an "
                                            "existing collection, adds an index for it over the same chunks."),
     chunk_tokens: int = typer.Option(256, help="Maximum chunk size in the embedder's tokens (new collections)."),
@@ -43,14 +44,21 @@ def index(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     base_url: Optional[str] = BaseUrlOpt,
+    ray: Optional[str] = typer.Option(None, "--ray", help="Read, chunk and embed on Ray Data: `local` starts a Ray "
+                                      "cluster on this machine, an ADDRESS joins one (needs pdfqa[ray])."),
 ) -> None:
     """Index PDFs: unchanged files are skipped, changed files replaced; failures listed with causes."""
     from .collection import Collection
 
     try:
+        if ray:
+            from .ray_ingest import require_ray
+
+            require_ray()
         col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url)
         report = col.index(paths or [], progress=not quiet and not as_json,
-                           on_file=None if as_json else _print_file)
+                           on_file=None if as_json else _print_file, executor="ray" if ray else "local",
+                           ray_address=ray or "local")
         if index_kind:
             col.set_index_kind(index_kind, embedder)
     except PdfqaError as e:
@@ -81,7 +89,7 @@ def _print_file(f) -> None:
 @app.command()
 def search(
     query: str = typer.Argument(..., help="What to look for (any language)."),
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     k: int = typer.Option(5, "-k", help="Number of hits."),
     embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Dense search in this embedder's index."),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec (default hybrid; e.g. "
@@ -112,7 +120,7 @@ def search(
 
 
 @app.command()
-def info(collection: Path = CollectionOpt,
+def info(collection: str = CollectionOpt,
          as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show the collection's documents, chunk counts, embedders and format."""
     from .collection import Collection
@@ -139,7 +147,7 @@ def info(collection: Path = CollectionOpt,
 
 @app.command()
 def remove(doc: str = typer.Argument(..., help="Document name (file name) as shown by `pdfqa info`."),
-           collection: Path = CollectionOpt) -> None:
+           collection: str = CollectionOpt) -> None:
     """Delete a document and its chunks from the collection."""
     from .collection import Collection
 
@@ -183,7 +191,8 @@ def _print_citations(ans) -> None:
 def ask(
     question: str = typer.Argument(..., help="The question (any language)."),
     files: List[Path] = typer.Argument(None, help="PDFs to answer from (indexed into a cache) instead of --collection."),
-    collection: Optional[Path] = typer.Option(None, "--collection", "-c", help="Collection directory."),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c", help="Collection: a directory or a milvus: "
+                                             "location (see `pdfqa index --help`)."),
     generator: str = typer.Option("default", "--generator", "-g", help="Generator spec."),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec (default hybrid)."),
     k: int = typer.Option(5, "-k", help="Contexts to retrieve."),
@@ -225,7 +234,7 @@ def ask(
 
 @app.command()
 def chat(
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     generator: str = typer.Option("default", "--generator", "-g", help="Generator spec."),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec."),
     k: int = typer.Option(5, "-k", help="Contexts to retrieve."),
@@ -287,7 +296,7 @@ def similar(
 
 @app.command("qa-generate")
 def qa_generate(
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     generator: str = typer.Option("extractive", "--generator", "-g", help="Who writes the questions: an LLM spec, "
                                   "or extractive (offline cloze questions)."),
     n: int = typer.Option(20, "-n", help="Number of questions."),
@@ -361,7 +370,8 @@ def eval_(
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N questions only."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write report.md, CSVs and plots here."),
-    workdir: Path = typer.Option(Path(".pdfqa-eval"), "--workdir", help="Cache of parsed, chunked, embedded pools."),
+    workdir: str = typer.Option(".pdfqa-eval", "--workdir", help="Cache of parsed, chunked, embedded pools: a "
+                                "directory, or a milvus: location (each pool one Milvus collection)."),
     generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Also answer and score the answers."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     base_url: Optional[str] = BaseUrlOpt,

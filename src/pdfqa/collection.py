@@ -155,22 +155,26 @@ class Collection:
         return self._own[spec]
 
     def _chunker(self, emb: Embedder) -> Callable:
-        cfg = self.store.manifest["chunking"]
-        max_tokens = min(int(cfg["max_tokens"]), emb.max_tokens - emb.passage_overhead)
-
-        def run(content):
-            return chunk_document(content, count_tokens=emb.count_tokens, max_tokens=max_tokens,
-                                  min_tokens=int(cfg.get("min_tokens", DEFAULT_MIN_TOKENS)),
-                                  heading_in_budget=cfg.get("headings_in_embedding", True))
-        return run
+        return chunker_for(self.store.manifest["chunking"], emb)
 
     def _embed_text(self, chunk) -> str:
         return chunk.embed_text(self.store.manifest["chunking"].get("headings_in_embedding", True))
 
     def index(self, paths: Iterable[str | Path], *, progress: bool = True,
-              on_file: Callable[[FileResult], None] | None = None) -> IndexReport:
+              on_file: Callable[[FileResult], None] | None = None, executor: str = "local",
+              ray_address: str = "local") -> IndexReport:
         """Index PDF files and folders (recursive). Unchanged files cost nothing; changed ones are
-        replaced; every failure is reported in the returned :class:`~pdfqa.ingest.IndexReport`."""
+        replaced; every failure is reported in the returned :class:`~pdfqa.ingest.IndexReport`.
+
+        ``executor="ray"`` reads, chunks and embeds on a Ray cluster (:mod:`pdfqa.ray_ingest`;
+        ``ray_address="local"`` starts one on this machine, else the address of one to join); this
+        process still writes every document, so the store and the report are the same."""
+        if executor not in ("local", "ray"):
+            raise CollectionError(f"unknown executor {executor!r}; expected local or ray")
+        if executor == "ray":
+            from .ray_ingest import require_ray
+
+            require_ray()  # before anything is opened or locked
         t0 = time.perf_counter()
         files, results = discover(paths)
         for r in results:
@@ -193,9 +197,15 @@ class Collection:
                 names[path.name] = path
                 return prepare(path, known_hash=hashes.get, chunker=chunker, reader=reader)
 
+            if executor == "ray":
+                from .ray_ingest import ray_prepared
+
+                source = ray_prepared(self, files, known=hashes, address=ray_address, progress=progress)
+            else:
+                source = prefetch(files, work)
             last_save = time.perf_counter()
             try:
-                for prep in prefetch(files, work):
+                for prep in source:
                     try:
                         r = self._commit(prep, specs, stages, progress)
                     except Exception as e:  # noqa: BLE001 - an embedder or storage failure on one file
@@ -237,7 +247,11 @@ class Collection:
         for spec in specs:
             cached = self.store.cached_vectors(spec, hashes)
             todo = {h: tx for h, tx in zip(hashes, texts) if h not in cached}
-            if todo:
+            given = (prep.vectors or {}).get(spec, {})
+            if todo and all(h in given for h in todo):  # embedded by the Ray pipeline
+                new_vectors[spec] = {h: given[h] for h in todo}
+                embedded = max(embedded, len(todo))
+            elif todo:
                 t_spec = time.perf_counter()
                 vecs = embed_in_batches(self.embedder(spec), list(todo.values()), progress=progress,
                                         desc=f"{path.name[:30]} [{spec}]")
@@ -666,6 +680,18 @@ class Collection:
         from .retrieval import CollectionRetriever
 
         return CollectionRetriever(collection=self, k=k, retriever=retriever, embedder=embedder)
+
+
+def chunker_for(cfg: dict, emb: Embedder) -> Callable:
+    """The chunker a collection with chunking settings ``cfg`` uses for the primary embedder ``emb``
+    (also built inside Ray workers, :mod:`pdfqa.ray_ingest`)."""
+    max_tokens = min(int(cfg["max_tokens"]), emb.max_tokens - emb.passage_overhead)
+
+    def run(content):
+        return chunk_document(content, count_tokens=emb.count_tokens, max_tokens=max_tokens,
+                              min_tokens=int(cfg.get("min_tokens", DEFAULT_MIN_TOKENS)),
+                              heading_in_budget=cfg.get("headings_in_embedding", True))
+    return run
 
 
 def embed_in_batches(emb: Embedder, texts: list[str], *, batch_size: int | None = None, progress: bool = True,

@@ -95,12 +95,27 @@ def parse_location(location: str) -> tuple[str, str, Path | None]:
     return str(p), name, p
 
 
+def pool_location(location: str, pool: str) -> str:
+    """A location beside ``location`` for a named pool (evaluation keeps one collection per pool).
+
+    >>> pool_location("milvus:/tmp/eval.db", "squad-1a2b")
+    'milvus:/tmp/eval.db#squad_1a2b'
+    >>> pool_location("milvus://h:19530/eval", "squad-1a2b")
+    'milvus://h:19530/eval_squad_1a2b'
+    """
+    suffix = re.sub(r"[^A-Za-z0-9_]", "_", pool)
+    if location.startswith(("milvus://", "milvus+")):
+        return f"{location.rstrip('/')}_{suffix}"
+    return f"{location.partition('#')[0]}#{suffix}"
+
+
 def _check_name(loc: str, name: str) -> None:
     if not _NAME_RE.match(name):
         raise CollectionError(f"{loc}: {name!r} is not a valid Milvus collection name (letters, digits, _)")
 
 
 def _import():
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's C core logs keepalive chatter to stderr
     try:
         import pymilvus  # noqa: F401
     except ImportError as e:
@@ -111,8 +126,7 @@ def _import():
 
     # pymilvus logs every failed RPC and iterator detail itself; pdfqa reports the error once, in its words
     for name in ("pymilvus", "milvus_lite"):
-        if not logging.getLogger(name).handlers or logging.getLogger(name).level < logging.CRITICAL:
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
     return pymilvus
 
@@ -170,12 +184,15 @@ class MilvusStore:
                 raise CollectionError(f"{location}: the Milvus Lite file is open in another process (Milvus Lite "
                                       f"serves one process per file; use a Milvus server for shared access)") from e
             where = lite or uri
-            raise CollectionError(f"{location}: cannot reach Milvus at {where} ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0][:200]})") from e
+            why = str(getattr(e, "message", "") or e).splitlines()[0][:200]
+            raise CollectionError(f"{location}: cannot reach Milvus at {where} ({why})") from e
         return client, name, lite
 
     @classmethod
     def exists(cls, location: str) -> bool:
+        lite = parse_location(location)[2]
+        if lite is not None and not lite.exists():
+            return False  # not even started: opening it would create the file
         client, name, _ = cls.connect(location)
         return client.has_collection(f"{name}__meta") or client.has_collection(name)
 
@@ -218,6 +235,10 @@ class MilvusStore:
 
     @classmethod
     def open(cls, location: str, *, readonly: bool = False) -> "MilvusStore":
+        lite = parse_location(location)[2]
+        if lite is not None and not lite.exists():
+            raise CollectionError(f"{location}: no pdfqa collection here; create one with "
+                                  f"`pdfqa index FILES --collection {location}`")
         client, name, lite = cls.connect(location)
         if not client.has_collection(f"{name}__meta"):
             if client.has_collection(name):

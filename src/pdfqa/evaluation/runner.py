@@ -29,7 +29,10 @@ def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: st
     if not src.exists():
         raise PdfqaError(f"{src}: pool not found")
     key = hashlib.sha1(str(src).encode()).hexdigest()[:10]
-    path = Path(workdir) / f"{src.stem if src.is_file() else src.name}-{key}"
+    name = f"{src.stem if src.is_file() else src.name}-{key}"
+    from ..milvus_store import is_milvus, pool_location
+
+    path = pool_location(str(workdir), name) if is_milvus(workdir) else Path(workdir) / name
     col = Collection.open(path, create=True, embedder=embedder, base_url=base_url)
     if pdfs is not None:
         report = col.index([src], progress=progress)
