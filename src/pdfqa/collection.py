@@ -204,17 +204,28 @@ class Collection:
             else:
                 source = prefetch(files, work)
             last_save = time.perf_counter()
+            down: str | None = None  # the store's server is gone: the rest of the batch is reported
             try:
                 for prep in source:
+                    if down:
+                        r = FileResult(path=str(prep.path), doc=prep.path.name, status="failed",
+                                       error=f"{prep.path.name}: not indexed: {down}")
+                        results.append(r)
+                        if on_file:
+                            on_file(r)
+                        continue
                     try:
                         r = self._commit(prep, specs, stages, progress)
                     except Exception as e:  # noqa: BLE001 - an embedder or storage failure on one file
-                        # nothing of this file was committed (SQLite rolls the document back); the
-                        # in-memory FAISS indexes may be off, so they are rebuilt from SQLite on next use
+                        # nothing of this file was committed (SQLite rolls the document back; Milvus shows
+                        # the previous version, see pdfqa.milvus_store); the in-memory FAISS indexes may
+                        # be off, so they are rebuilt from the store on next use
                         self._indexes.clear()
                         log.warning("%s: not indexed: %s: %s", prep.path.name, type(e).__name__, e)
+                        down = getattr(self.store, "unreachable", lambda e: None)(e)
                         r = FileResult(path=str(prep.path), doc=prep.path.name, status="failed",
-                                       error=f"{prep.path.name}: embedding or storing failed ({type(e).__name__}: {e})")
+                                       error=f"{prep.path.name}: not indexed: {down}" if down else
+                                       f"{prep.path.name}: embedding or storing failed ({type(e).__name__}: {e})")
                     results.append(r)
                     if on_file:
                         on_file(r)
@@ -222,8 +233,9 @@ class Collection:
                         self._save_indexes(lexical=False)  # lexical indexes: once, at the end
                         last_save = time.perf_counter()
             finally:
-                self._record_build_seconds(stages)
-                self._save_indexes()
+                if not down:  # with the server gone there is nothing to save into
+                    self._record_build_seconds(stages)
+                    self._save_indexes()
         return IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)
 
     def _commit(self, prep: Prepared, specs: list[str], stages: dict, progress: bool) -> FileResult:

@@ -159,6 +159,13 @@ class MilvusStore:
         if not readonly:
             self._read_state(force=True)
 
+    def unreachable(self, e: Exception) -> str | None:
+        """The message for a batch whose server went away (None for an error of one request)."""
+        if not _unreachable(e):
+            return None
+        why = str(getattr(e, "message", "") or e).splitlines()[0][:160]
+        return f"Milvus at {self.location} unreachable ({why}); what was committed before stays"
+
     @property
     def path(self) -> str:
         """The location, as given (shown in messages)."""
@@ -178,6 +185,7 @@ class MilvusStore:
                 client = pm.MilvusClient(uri)
             else:
                 client = pm.MilvusClient(uri=uri, token=os.environ.get("MILVUS_TOKEN", ""), timeout=10)
+                _no_retry_storm(client)
             client.list_collections()
         except Exception as e:  # noqa: BLE001 - pymilvus raises several types for one cause
             if lite is not None and "lock" in str(e).lower():
@@ -701,6 +709,18 @@ def _index_params(kind: str) -> dict:
 
 def _search_params(kind: str) -> dict:
     return {"ef": 128} if kind == "hnsw" else ({"nprobe": 32} if kind == "ivfpq" else {})
+
+
+def _no_retry_storm(client) -> None:
+    """Fail an RPC to a dead server within seconds: pymilvus otherwise retries each call with backoff
+    for minutes, once per file of the batch."""
+    handler = getattr(client, "_get_connection", None)
+    try:
+        conn = handler() if handler else None
+        if conn is not None and hasattr(conn, "_retry_times"):
+            conn._retry_times = 1
+    except Exception:  # noqa: BLE001 - an internal knob; without it only the wait is longer
+        pass
 
 
 def _q(s: str | None) -> str:
