@@ -171,12 +171,17 @@ def _free_port() -> int:
 def _server(data_dir, port):
     proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host",
                              "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.2)
+    from pymilvus import MilvusClient
+
+    deadline = time.time() + 90
+    while time.time() < deadline:  # ready when a client can list the collections
+        try:
+            client = MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=5)
+            client.list_collections()
+            client.close()
+            return proc
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.5)
     proc.kill()
     pytest.fail("the Milvus Lite server did not start")
 
@@ -215,6 +220,7 @@ def test_a_server_collection_and_the_server_going_away_mid_batch(tmp_path, built
         report = col.index(files, progress=False, on_file=kill_after_first)
         assert [f.status for f in report.files] == ["indexed", "failed", "failed"]
         assert all("Milvus" in f.error and "unreachable" in f.error for f in report.failed), report.to_json()
+        col.close()
     finally:
         server.kill()
         server.wait()
