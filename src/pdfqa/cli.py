@@ -1,6 +1,7 @@
 """The ``pdfqa`` command line: index, search, info, remove, ask, chat, eval, serve (a thin layer over the library)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -56,9 +57,11 @@ def index(
 
             require_ray()
         col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url)
-        report = col.index(paths or [], progress=not quiet and not as_json,
-                           on_file=None if as_json else _print_file, executor="ray" if ray else "local",
-                           ray_address=ray or "local")
+        # Ray prints its own notices (a retried task, a dead worker) to stdout: keep stdout for pdfqa's
+        with contextlib.redirect_stdout(sys.stderr) if ray else contextlib.nullcontext():
+            report = col.index(paths or [], progress=not quiet and not as_json,
+                               on_file=None if as_json else _print_file, executor="ray" if ray else "local",
+                               ray_address=ray or "local")
         if index_kind:
             col.set_index_kind(index_kind, embedder)
     except PdfqaError as e:

@@ -460,6 +460,8 @@ class Collection:
         from cached tokens, so a crash never needs them saved early) up to date as well."""
         if self.store.readonly:
             return
+        if hasattr(self.store, "flush"):
+            self.store.flush()  # Milvus: seal the batch's rows into indexed segments
         for spec, idx in self._indexes.items():
             if not self.store.native_dense and idx.generation == self.store.generation:
                 idx.save(self._index_path(spec), {"embedder": spec, "kind": idx.kind})

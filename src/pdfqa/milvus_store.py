@@ -314,6 +314,12 @@ class MilvusStore:
                 fcntl.flock(f, fcntl.LOCK_UN)
                 f.close()
 
+    def flush(self) -> None:
+        """Seal what was written into Milvus segments (Milvus Lite searches sealed segments through
+        their built index, unsealed rows by a scan per query); the collection calls it after a batch."""
+        if not self.readonly and self._chunks_exist():
+            self.client.flush(self.name)
+
     def close(self) -> None:
         try:
             self.client.close()

@@ -177,13 +177,11 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
     ctx.max_errored_blocks = len(todo)
     base_urls = {s: col.base_url or e.get("base_url") for s, e in m["embedders"].items()}
     headings = m["chunking"].get("headings_in_embedding", True)
-    ds = (ray.data.from_items(todo, override_num_blocks=len(todo))
-          .map(ReadChunk, fn_constructor_kwargs={"chunking": m["chunking"], "primary": m["default_embedder"],
-                                                 "reader": m["chunking"].get("reader", "pypdfium2"), "known": known},
-               compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry))
-          .map(Embed, fn_constructor_kwargs={"specs": list(m["embedders"]), "base_urls": base_urls,
-                                             "headings": headings},
-               compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry)))
+    import warnings
+
+    with warnings.catch_warnings():  # retry options have no named parameter yet in every Ray 2.x
+        warnings.simplefilter("ignore")
+        ds = _pipeline(ray, todo, m, pool, retry, base_urls, headings, known)
     seen: set[int] = set()
     for row in ds.iter_rows():
         seen.add(int(row["i"]))
@@ -193,3 +191,13 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
             p = files[item["i"]]
             yield Prepared(path=p, error=f"{p.name}: the Ray worker handling it died twice (retried once); "
                                          f"not indexed")
+
+
+def _pipeline(ray, todo: list[dict], m: dict, pool: int, retry: dict, base_urls: dict, headings: bool, known: dict):
+    return (ray.data.from_items(todo, override_num_blocks=len(todo))
+          .map(ReadChunk, fn_constructor_kwargs={"chunking": m["chunking"], "primary": m["default_embedder"],
+                                                 "reader": m["chunking"].get("reader", "pypdfium2"), "known": known},
+               compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry))
+          .map(Embed, fn_constructor_kwargs={"specs": list(m["embedders"]), "base_urls": base_urls,
+                                             "headings": headings},
+               compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry)))
