@@ -25,7 +25,9 @@ BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server of 
 
 
 def _fail(e: Exception, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False)  # e.g. "pdfqa[ray]" verbatim
     raise typer.Exit(code)
 
 
