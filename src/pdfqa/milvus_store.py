@@ -183,6 +183,7 @@ class MilvusStore:
         try:
             if lite is not None:
                 client = pm.MilvusClient(uri)
+                _LITE_USERS[lite] = _LITE_USERS.get(lite, 0) + 1
             else:
                 client = pm.MilvusClient(uri=uri, token=os.environ.get("MILVUS_TOKEN", ""), timeout=10)
                 _no_retry_storm(client)
@@ -201,12 +202,23 @@ class MilvusStore:
         lite = parse_location(location)[2]
         if lite is not None and not lite.exists():
             return False  # not even started: opening it would create the file
-        client, name, _ = cls.connect(location)
-        return client.has_collection(f"{name}__meta") or client.has_collection(name)
+        client, name, lite = cls.connect(location)
+        try:
+            return client.has_collection(f"{name}__meta") or client.has_collection(name)
+        finally:
+            _disconnect(client, lite)
 
     @classmethod
     def create(cls, location: str, *, default_embedder: str, chunking: dict) -> "MilvusStore":
         client, name, lite = cls.connect(location)
+        try:
+            return cls._create(location, client, name, lite, default_embedder, chunking)
+        except BaseException:
+            _disconnect(client, lite)
+            raise
+
+    @classmethod
+    def _create(cls, location, client, name, lite, default_embedder, chunking) -> "MilvusStore":
         if client.has_collection(f"{name}__meta"):
             raise CollectionError(f"{location}: a collection already exists here")
         if client.has_collection(name):
@@ -248,6 +260,14 @@ class MilvusStore:
             raise CollectionError(f"{location}: no pdfqa collection here; create one with "
                                   f"`pdfqa index FILES --collection {location}`")
         client, name, lite = cls.connect(location)
+        try:
+            return cls._open(location, client, name, lite, readonly)
+        except BaseException:
+            _disconnect(client, lite)
+            raise
+
+    @classmethod
+    def _open(cls, location, client, name, lite, readonly) -> "MilvusStore":
         if not client.has_collection(f"{name}__meta"):
             if client.has_collection(name):
                 raise CollectionError(f"{location}: Milvus collection {name!r} was not created by pdfqa (no {name}__meta "
@@ -321,17 +341,7 @@ class MilvusStore:
             self.client.flush(self.name)
 
     def close(self) -> None:
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001 - closing a client whose server is gone
-            pass
-        if self.lite_path is not None:
-            try:  # Milvus Lite keeps its data directory locked by the in-process server until released
-                from milvus_lite.server_manager import server_manager_instance
-
-                server_manager_instance.release_server(str(self.lite_path))
-            except Exception:  # noqa: BLE001
-                pass
+        _disconnect(self.client, self.lite_path)
 
     # -------------------------------------------------------------- generation / pending
 
@@ -715,6 +725,34 @@ def _index_params(kind: str) -> dict:
 
 def _search_params(kind: str) -> dict:
     return {"ef": 128} if kind == "hnsw" else ({"nprobe": 32} if kind == "ivfpq" else {})
+
+
+#: stores open per Milvus Lite path in this process: they share one in-process server, stopped with the last
+_LITE_USERS: dict[Path, int] = {}
+
+
+def _disconnect(client, lite: Path | None) -> None:
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001 - closing a client whose server is gone
+        pass
+    if lite is not None and _lite_release(lite):
+        try:  # Milvus Lite keeps its data directory locked by the in-process server until released
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(str(lite))
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _lite_release(path: Path) -> bool:
+    """Count a store closing; True when it was the last one on ``path``."""
+    n = _LITE_USERS.get(path, 1) - 1
+    if n > 0:
+        _LITE_USERS[path] = n
+        return False
+    _LITE_USERS.pop(path, None)
+    return True
 
 
 def _no_retry_storm(client) -> None:
