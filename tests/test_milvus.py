@@ -242,3 +242,32 @@ def test_unreachable_server_is_one_clear_error(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().startswith(f"error: milvus://127.0.0.1:{port}/c: cannot reach Milvus")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_course_of_the_web_app_lives_in_milvus(tmp_path):
+    """The course assistant with ``store=milvus:…``: upload, background indexing, answers citing the
+    slide, removal: the same HTTP API over a Milvus collection."""
+    pytest.importorskip("fastapi")
+    httpx = pytest.importorskip("httpx")
+    from pdfqa.app import create_app
+
+    from .app_server import running, wait_for
+
+    store = f"milvus:{tmp_path / 'courses.db'}"
+    app = create_app(tmp_path / "courses", generator="extractive", generators=["extractive"], store=store)
+    with running(app) as url, httpx.Client(base_url=url, timeout=300) as client:
+        cid = client.post("/api/courses", json={"name": "NLP on Milvus"}).json()["id"]
+        meta = json.loads((tmp_path / "courses" / cid / "course.json").read_text())
+        assert meta["collection"] == f"{store}#course_{cid.replace('-', '_')}"
+        assert not (tmp_path / "courses" / cid / "collection").exists()
+        r = client.post(f"/api/courses/{cid}/documents",
+                        files={"file": (SLIDES.name, SLIDES.read_bytes(), "application/pdf")})
+        assert r.status_code == 202, r.text
+        assert wait_for(client, cid, SLIDES.name)["status"] == "ready"
+        r = client.post(f"/api/courses/{cid}/ask", json={"question": "What is byte pair encoding?"})
+        assert r.status_code == 200, r.text
+        ans = r.json()
+        assert ans["citations"] and all(c["doc"] == SLIDES.name for c in ans["citations"]), (ans["contexts"], ans)
+        assert not ans["abstained"] and "[1]" in ans["answer"]
+        assert client.delete(f"/api/courses/{cid}/documents/{SLIDES.name}").status_code == 200
+        assert client.get(f"/api/courses/{cid}/documents").json() == []

@@ -347,6 +347,8 @@ def serve(
     max_pages: int = typer.Option(500, "--max-pages", help="Most pages per PDF."),
     answer_timeout: float = typer.Option(120, "--answer-timeout", help="Seconds before a question is given up "
                                          "with a message (a slow or stuck generator)."),
+    store: Optional[str] = typer.Option(None, "--store", help="Keep new courses' collections in Milvus: "
+                                        "milvus:PATH.db or milvus://HOST:PORT/PREFIX (PDFs stay in the course folder)."),
 ) -> None:
     """Run the course-material assistant: a web page where teachers load lecture PDFs into courses and
     students ask questions and open the cited pages (http://HOST:PORT/)."""
@@ -358,7 +360,7 @@ def serve(
 
         run_app(collection, host=host, port=port, admin_token=admin_token or None, generator=generator,
                 generators=specs(generators), retrievers=specs(retrievers), max_upload_mb=max_upload_mb,
-                max_pages=max_pages, answer_timeout=answer_timeout)
+                max_pages=max_pages, answer_timeout=answer_timeout, store=store)
     except ImportError as e:
         _fail(PdfqaError(f"the web app needs its extra: pip install 'pdfqa[app]' ({e})"))
     except (PdfqaError, ValueError) as e:

@@ -37,6 +37,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -148,9 +149,10 @@ class MilvusStore:
     def __init__(self, location: str, client, name: str, manifest: dict, *, readonly: bool = False,
                  lite_path: Path | None = None):
         self.location, self.client, self.name = location, client, name
-        self.manifest, self.readonly, self.lite_path = manifest, readonly, lite_path
+        self._manifest, self.readonly, self.lite_path = manifest, readonly, lite_path
         self.docs_name, self.meta_name, self.tokens_name = f"{name}__docs", f"{name}__meta", f"{name}__tokens"
         self._gen: int | None = None
+        self._manifest_text = ""
         self._pending: dict | None = None
         self._read_at = 0.0
         self._pending_vectors: dict[str, dict[str, np.ndarray]] = {}
@@ -158,6 +160,13 @@ class MilvusStore:
         self._lock_file = None
         if not readonly:
             self._read_state(force=True)
+
+    @property
+    def manifest(self) -> dict:
+        """The manifest; a reader re-reads it with the generation (the writer may add to it)."""
+        if self.readonly:
+            self._read_state()
+        return self._manifest
 
     def unreachable(self, e: Exception) -> str | None:
         """The message for a batch whose server went away (None for an error of one request)."""
@@ -182,8 +191,9 @@ class MilvusStore:
             lite.parent.mkdir(parents=True, exist_ok=True)
         try:
             if lite is not None:
-                client = pm.MilvusClient(uri)
-                _LITE_USERS[lite] = _LITE_USERS.get(lite, 0) + 1
+                with _LITE_LOCK:  # two threads starting the in-process server for one file race for its lock
+                    client = pm.MilvusClient(uri)
+                    _LITE_USERS[lite] = _LITE_USERS.get(lite, 0) + 1
             else:
                 client = pm.MilvusClient(uri=uri, token=os.environ.get("MILVUS_TOKEN", ""), timeout=10)
                 _no_retry_storm(client)
@@ -348,10 +358,15 @@ class MilvusStore:
     def _read_state(self, force: bool = False) -> None:
         if not force and self._gen is not None and (not self.readonly or time.monotonic() - self._read_at < READER_TTL_S):
             return
-        rows = self.client.query(self.meta_name, filter='key in ["generation", "pending"]', output_fields=["key", "value"])
+        keys = '["generation", "pending", "manifest"]' if self.readonly else '["generation", "pending"]'
+        rows = self.client.query(self.meta_name, filter=f"key in {keys}", output_fields=["key", "value"])
         kv = {r["key"]: r["value"] for r in rows}
         self._gen = int(kv.get("generation") or 0)
         self._pending = json.loads(kv["pending"]) if kv.get("pending") else None
+        if kv.get("manifest") and kv["manifest"] != self._manifest_text:  # a reader follows the writer's manifest
+            self._manifest_text = kv["manifest"]
+            self._manifest.clear()
+            self._manifest.update(json.loads(kv["manifest"]))
         self._read_at = time.monotonic()
 
     @property
@@ -729,6 +744,7 @@ def _search_params(kind: str) -> dict:
 
 #: stores open per Milvus Lite path in this process: they share one in-process server, stopped with the last
 _LITE_USERS: dict[Path, int] = {}
+_LITE_LOCK = threading.Lock()
 
 
 def _disconnect(client, lite: Path | None) -> None:
@@ -736,13 +752,16 @@ def _disconnect(client, lite: Path | None) -> None:
         client.close()
     except Exception:  # noqa: BLE001 - closing a client whose server is gone
         pass
-    if lite is not None and _lite_release(lite):
-        try:  # Milvus Lite keeps its data directory locked by the in-process server until released
-            from milvus_lite.server_manager import server_manager_instance
+    if lite is None:
+        return
+    with _LITE_LOCK:
+        if _lite_release(lite):
+            try:  # Milvus Lite keeps its data directory locked by the in-process server until released
+                from milvus_lite.server_manager import server_manager_instance
 
-            server_manager_instance.release_server(str(lite))
-        except Exception:  # noqa: BLE001
-            pass
+                server_manager_instance.release_server(str(lite))
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def _lite_release(path: Path) -> bool:
