@@ -271,3 +271,20 @@ def test_a_course_of_the_web_app_lives_in_milvus(tmp_path):
         assert not ans["abstained"] and "[1]" in ans["answer"]
         assert client.delete(f"/api/courses/{cid}/documents/{SLIDES.name}").status_code == 200
         assert client.get(f"/api/courses/{cid}/documents").json() == []
+
+
+@pytest.mark.slow
+def test_eval_over_a_milvus_workdir_gives_the_local_figures(tmp_path):
+    from .conftest import data
+
+    qa, corpus = data("qa/squad_expmrc/qa.jsonl"), data("qa/squad_expmrc/corpus.jsonl")
+    results = {}
+    for name, workdir in (("local", str(tmp_path / "eval")), ("milvus", f"milvus:{tmp_path / 'eval.db'}")):
+        out = tmp_path / f"{name}.json"
+        proc = subprocess.run([sys.executable, "-m", "pdfqa.cli", "eval", "--qa", str(qa), "--corpus", str(corpus),
+                               "-r", "bm25", "-r", "e5-small", "-r", "hybrid", "--limit", "60", "--workdir", workdir,
+                               "--json", str(out), "--quiet"], env=ENV, capture_output=True, text=True, timeout=1200)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[name] = {r["retriever"]: r["metrics"] for r in json.loads(out.read_text())["results"]}
+    assert results["milvus"] == results["local"]
+    assert results["milvus"]["hybrid"]["recall@5"] > 0.8

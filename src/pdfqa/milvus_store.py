@@ -494,7 +494,9 @@ class MilvusStore:
             if missing:
                 raise CollectionError(f"{record.doc}: {len(missing)} chunks have no {spec} vector")
         token = uuid.uuid4().hex
-        removed = [r["id"] for r in self._query_all(self.name, f"doc == {_q(record.doc)}", ["id"])]
+        # a new document has no rows to replace (a crashed first write's rows were removed by _recover)
+        known = self._doc_token(record.doc) is not None
+        removed = [r["id"] for r in self._query_all(self.name, f"doc == {_q(record.doc)}", ["id"])] if known else []
         rows = []
         for i, (c, h) in enumerate(zip(chunks, content_hashes)):
             if len(c.text.encode()) > MAX_VARCHAR:

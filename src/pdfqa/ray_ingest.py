@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .errors import PdfqaError
 from .ingest import Prepared, content_hash, prepare
+from .pdf import DEFAULT_READER
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -196,7 +197,7 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
 def _pipeline(ray, todo: list[dict], m: dict, pool: int, retry: dict, base_urls: dict, headings: bool, known: dict):
     return (ray.data.from_items(todo, override_num_blocks=len(todo))
           .map(ReadChunk, fn_constructor_kwargs={"chunking": m["chunking"], "primary": m["default_embedder"],
-                                                 "reader": m["chunking"].get("reader", "pypdfium2"), "known": known},
+                                                 "reader": m["chunking"].get("reader", DEFAULT_READER), "known": known},
                compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry))
           .map(Embed, fn_constructor_kwargs={"specs": list(m["embedders"]), "base_urls": base_urls,
                                              "headings": headings},
