@@ -17,7 +17,6 @@ statistics per segment).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
@@ -32,13 +31,9 @@ DATA = Path(os.environ.get("PDFQA_DATA", Path(__file__).resolve().parents[2] / "
 
 
 def word(token: str) -> str:
-    """A token as one lowercase letters-only word (64-bit hash, base 26)."""
-    n = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "big")
-    out = []
-    while n:
-        n, r = divmod(n, 26)
-        out.append(chr(97 + r))
-    return "".join(out) or "a"
+    from pdfqa.milvus_store import term_word  # what the milvus backend writes
+
+    return term_word(token)
 
 
 def milvus_bm25(client, name: str, texts: list[str], queries: list[str], analyzer: dict, k: int,

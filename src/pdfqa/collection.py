@@ -509,6 +509,9 @@ class Collection:
             raise UnknownComponentError("lexical index", kind, list(LEXICAL_KINDS))
         entry = self.store.manifest.setdefault("lexical", {}).get(kind)
         name = tokenizer or (entry or {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
+        native = getattr(self.store, "lexical_index", None)
+        if native is not None and kind == "bm25" and entry is not None and name == entry.get("tokenizer"):
+            return native()  # BM25 in the backend itself (Milvus), over the same tokens
         path = self._derived("lexical", kind if name == DEFAULT_LEXICAL_TOKENIZER else f"{kind}-{slug(name)}")
 
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> LexicalIndex:
