@@ -95,6 +95,7 @@ def _fill_milvus(col, vecs, tokens, per_doc=200):
     import uuid
 
     from pdfqa.ingest import content_hash
+    from pdfqa.milvus_store import term_word
     from pdfqa.text.tokenize import cache_key
 
     store, spec = col.store, "e5-small"
@@ -114,7 +115,7 @@ def _fill_milvus(col, vecs, tokens, per_doc=200):
                 h = content_hash(f"{i}:{text}")
                 toks[h] = tokens[i]
                 rows.append({"chunk_id": f"d{d}-{j:05d}", "doc": f"d{d}.pdf", "token": token, "ord": j, "content_hash": h,
-                             "text": text, "meta": {"pages": [1 + j // 4], "page_label": None, "heading_path": [],
+                             "text": text, "lex": " ".join(term_word(t) for t in tokens[i]), "meta": {"pages": [1 + j // 4], "page_label": None, "heading_path": [],
                                                     "kinds": ["paragraph"], "char_start": 0, "char_end": len(text)},
                              field: vecs[i].tolist()})
             docs.append({"doc": f"d{d}.pdf", "token": token, "_v": [0.0, 0.0],

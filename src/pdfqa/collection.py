@@ -511,7 +511,9 @@ class Collection:
         name = tokenizer or (entry or {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
         native = getattr(self.store, "lexical_index", None)
         if native is not None and kind == "bm25" and entry is not None and name == entry.get("tokenizer"):
-            return native()  # BM25 in the backend itself (Milvus), over the same tokens
+            idx = native()  # BM25 in the backend itself (a Milvus server), over the same tokens
+            if idx is not None:
+                return idx
         path = self._derived("lexical", kind if name == DEFAULT_LEXICAL_TOKENIZER else f"{kind}-{slug(name)}")
 
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> LexicalIndex:

@@ -16,15 +16,16 @@ One pdfqa collection ``NAME`` is four Milvus collections::
     NAME__tokens   the lexical postings: a chunk's tokens under one tokenizer, by content hash
 
 Dense search runs in Milvus (:class:`MilvusDenseIndex`, FLAT/HNSW/IVF_PQ per ``--index-kind``), and
-so does ``bm25`` (:class:`MilvusBM25Index`): each chunk row carries its tokens under pdfqa's own
+on a server so does ``bm25`` (:class:`MilvusBM25Index`): each chunk row carries its tokens under pdfqa's own
 tokenizer (MeCab content words, English stems) in the ``lex`` field, each token written as one
 letters-only word (a 64-bit hash in base 26) so that Milvus's ``standard`` analyzer passes it through
 unchanged; Milvus's BM25 function (k1=1.5, b=0.75 like bm25s) turns them into the sparse vectors
 ``lex_sparse``. Measured against pdfqa's BM25 on jsquad_valid and squad_expmrc this gives the same
 top-5 for every question, while Milvus's own analyzers on the raw text do not (benchmarks/README.md,
-"Milvus and Ray"). The other lexical indexes (TF-IDF, other tokenizers, the document prior) are
-derived from the tokens in ``NAME__tokens`` and held in memory by each process, rebuilt when the
-generation changes.
+"Milvus and Ray"). On Milvus Lite, whose BM25 runs in Python (seconds per query at 100k chunks),
+and for the other lexical indexes (TF-IDF, other tokenizers, the document prior), the index is derived
+from the tokens in ``NAME__tokens`` and held in memory by each process, rebuilt when the generation
+changes (bm25s: the ranking is the same either way).
 
 Atomicity without transactions: a document's new chunk rows are written under a fresh random
 ``token``; the document row's token is the commit point (one upsert); the old rows are deleted after
@@ -692,8 +693,11 @@ class MilvusStore:
     def _bm25_tokenizer(self) -> str:
         return self._manifest.get("lexical", {}).get("bm25", {}).get("tokenizer", "default")
 
-    def lexical_index(self) -> "MilvusBM25Index":
-        return MilvusBM25Index(self)
+    def lexical_index(self) -> "MilvusBM25Index | None":
+        """``bm25`` served by Milvus on a server; None on Milvus Lite, whose BM25 is pure Python (about 2 s
+        a query at 100k chunks, benchmarks/README.md): the collection then derives the same BM25 from
+        the stored tokens in memory (bm25s, same ranking)."""
+        return MilvusBM25Index(self) if self.lite_path is None else None
 
     def bm25_search(self, tokens: list[str], k: int) -> tuple[list[int], list[float]]:
         """Top-``k`` (row ids, scores / best score) by Milvus's BM25 over the ``lex`` terms."""
