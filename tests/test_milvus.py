@@ -204,6 +204,11 @@ def test_a_server_collection_and_the_server_going_away_mid_batch(tmp_path, built
         res = subprocess.run([sys.executable, "-m", "pdfqa.cli", "search", QUESTIONS[1], "-c", loc, "-k", "3", "--json"],
                              env=ENV, capture_output=True, text=True, timeout=600)
         assert [h["chunk_id"] for h in json.loads(res.stdout)["hits"]] == [c for c, _ in top(built, QUESTIONS[1], "hybrid")]
+        with Collection.open(loc, readonly=True) as col:  # a server runs bm25 itself: same hits as bm25s
+            assert type(col.lexical("bm25")).__name__ == "MilvusBM25Index"
+            for q in QUESTIONS:
+                for r in ("bm25", "hybrid"):
+                    assert top(col, q, r) == top(built, q, r), (q, r)
 
         files = []
         for i in range(3):
