@@ -67,11 +67,34 @@ def metrics(ranked: list[list[int]], gold: list[set[int]], ref: list[list[int]])
     return float(r5), float(mrr), float(overlap)
 
 
+def latency(client, n: int, queries: int = 30) -> None:
+    """Milvus Lite's own BM25 at ``n`` chunks of 60 Zipf-distributed words, 6-word queries, k=50."""
+    import time
+
+    rng = np.random.default_rng(0)
+    vocab = [word(f"w{i}") for i in range(50_000)]
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    p /= p.sum()
+    texts = [" ".join(vocab[j] for j in row) for row in rng.choice(len(vocab), size=(n, 60), p=p)]
+    qs = [" ".join(vocab[j] for j in rng.choice(len(vocab), size=6, p=p)) for _ in range(queries)]
+    t = time.perf_counter()
+    milvus_bm25(client, "latency", texts, qs[:1], {"tokenizer": "standard"}, 50)
+    print(f"\nMilvus Lite BM25 at {n} chunks: built in {time.perf_counter() - t:.0f} s", flush=True)
+    ts = []
+    for q in qs:
+        t = time.perf_counter()
+        client.search("latency", data=[q], anns_field="sparse", limit=50, search_params={"metric_type": "BM25"})
+        ts.append(time.perf_counter() - t)
+    ms = np.asarray(ts) * 1000
+    print(f"p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms ({queries} queries)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--set", action="append", default=None)
     ap.add_argument("--limit", type=int, default=500)
     ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--latency", type=int, default=0, help="only time Milvus Lite's BM25 at this many chunks")
     args = ap.parse_args()
     from pymilvus import MilvusClient
 
@@ -84,6 +107,10 @@ def main() -> int:
     tok = get_tokenizer("default")
     tmp = Path(tempfile.mkdtemp())
     client = MilvusClient(str(tmp / "analyzers.db"))
+    if args.latency:
+        latency(client, args.latency)
+        client.close()
+        return 0
     print("\n| set | BM25 | recall@5 | MRR@10 | top-5 overlap with pdfqa |\n|---|---|---|---|---|")
     for name in args.set or ["jsquad_valid", "squad_expmrc"]:
         root = Path(args.data) / "qa" / name
