@@ -195,10 +195,11 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
 
 
 def _pipeline(ray, todo: list[dict], m: dict, pool: int, retry: dict, base_urls: dict, headings: bool, known: dict):
+    """files → ReadChunk actors → Embed actors (each pool ``pool`` actors of one CPU, retried per ``retry``)."""
+    actors = dict(compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry))
+    read = {"chunking": m["chunking"], "primary": m["default_embedder"],
+            "reader": m["chunking"].get("reader", DEFAULT_READER), "known": known}
+    embed = {"specs": list(m["embedders"]), "base_urls": base_urls, "headings": headings}
     return (ray.data.from_items(todo, override_num_blocks=len(todo))
-          .map(ReadChunk, fn_constructor_kwargs={"chunking": m["chunking"], "primary": m["default_embedder"],
-                                                 "reader": m["chunking"].get("reader", DEFAULT_READER), "known": known},
-               compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry))
-          .map(Embed, fn_constructor_kwargs={"specs": list(m["embedders"]), "base_urls": base_urls,
-                                             "headings": headings},
-               compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry)))
+            .map(ReadChunk, fn_constructor_kwargs=read, **actors)
+            .map(Embed, fn_constructor_kwargs=embed, **actors))
