@@ -572,7 +572,8 @@ class MilvusStore:
         """Every row matching ``expr`` (paged: Milvus caps one query's offset+limit)."""
         if collection == self.name and not self._chunks_exist():
             return []
-        it = self.client.query_iterator(collection, batch_size=1000, filter=expr, output_fields=output)
+        # large pages: Milvus Lite scans the collection once per page
+        it = self.client.query_iterator(collection, batch_size=16384, filter=expr, output_fields=output)
         out: list[dict] = []
         try:
             while True:
