@@ -494,7 +494,8 @@ class MilvusStore:
         rec = r["record"]
         return DocumentRecord(doc=r["doc"], doc_hash=rec["doc_hash"], path=rec["path"], bytes=rec["bytes"],
                               pages=rec["pages"], chunks=rec["chunks"], skipped=[tuple(x) for x in rec["skipped"]],
-                              reader=rec["reader"], indexed_at=rec.get("indexed_at", 0.0))
+                              reader=rec["reader"], indexed_at=rec.get("indexed_at", 0.0), title=rec.get("title", ""),
+                              chunking=int(rec.get("chunking", 1)))
 
     def replace_document(self, record: DocumentRecord, chunks: list[Chunk], content_hashes: list[str],
                          vectors: dict[str, dict[str, np.ndarray]]) -> tuple[list[int], list[int]]:
@@ -514,7 +515,9 @@ class MilvusStore:
         toks = self.cached_tokens(tokenizer, content_hashes)
         if len(toks) < len(set(content_hashes)):  # not cached by the caller: tokenize here
             tok = get_tokenizer(self._bm25_tokenizer())
-            new = {h: tok(c.embed_text(self._manifest["chunking"].get("headings_in_embedding", True)))
+            from .collection import context_mode_of
+
+            new = {h: tok(c.embed_text(context_mode_of(self._manifest["chunking"])))
                    for c, h in zip(chunks, content_hashes) if h not in toks}
             self.put_tokens(tokenizer, new)
             toks.update(new)
@@ -639,6 +642,11 @@ class MilvusStore:
                       key=lambda r: r["id"])
         return (np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows)), [r["doc"] for r in rows],
                 [r["content_hash"] for r in rows])
+
+    def chunk_pages(self) -> list[list[int]]:
+        """The pages of every chunk, in row-id order (aligned with :meth:`chunk_docs`)."""
+        rows = sorted(self._visible(self._query_all(self.name, "", ["id", "doc", "token", "meta"])), key=lambda r: r["id"])
+        return [list((r.get("meta") or {}).get("pages") or [1]) for r in rows]
 
     def cached_vectors(self, embedder: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """Vectors by content hash: those of stored chunks, plus this process's cache fills (put_vectors)."""

@@ -101,7 +101,7 @@ class Embed:
     """A Ray actor: embeds one file's chunks with every embedder of the collection (each model loaded
     once per actor, in the embedder's own batch size)."""
 
-    def __init__(self, specs: list[str], base_urls: dict[str, str | None], headings: bool):
+    def __init__(self, specs: list[str], base_urls: dict[str, str | None], context: str):
         from .embeddings import get_embedder
 
         self.embedders = {}
@@ -112,14 +112,14 @@ class Embed:
                 self.embedders[spec] = from_spec(spec, base_url=base_urls.get(spec))
             else:
                 self.embedders[spec] = get_embedder(spec)
-        self.headings = headings
+        self.context = context
 
     def __call__(self, row: dict) -> dict:
         from .collection import embed_in_batches
 
         prep: Prepared = pickle.loads(row["prep"])
         if prep.chunks and not prep.error and not prep.unchanged:
-            texts = [c.embed_text(self.headings) for c in prep.chunks]
+            texts = [c.embed_text(self.context) for c in prep.chunks]
             hashes = [content_hash(t) for t in texts]
             uniq = dict(zip(hashes, texts))
             try:
@@ -177,12 +177,14 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
     ctx = ray.data.DataContext.get_current()
     ctx.max_errored_blocks = len(todo)
     base_urls = {s: col.base_url or e.get("base_url") for s, e in m["embedders"].items()}
-    headings = m["chunking"].get("headings_in_embedding", True)
+    from .collection import context_mode_of
+
+    context = context_mode_of(m["chunking"])
     import warnings
 
     with warnings.catch_warnings():  # retry options have no named parameter yet in every Ray 2.x
         warnings.simplefilter("ignore")
-        ds = _pipeline(ray, todo, m, pool, retry, base_urls, headings, known)
+        ds = _pipeline(ray, todo, m, pool, retry, base_urls, context, known)
     seen: set[int] = set()
     for row in ds.iter_rows():
         seen.add(int(row["i"]))
@@ -194,12 +196,12 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
                                          f"not indexed")
 
 
-def _pipeline(ray, todo: list[dict], m: dict, pool: int, retry: dict, base_urls: dict, headings: bool, known: dict):
+def _pipeline(ray, todo: list[dict], m: dict, pool: int, retry: dict, base_urls: dict, context: str, known: dict):
     """files → ReadChunk actors → Embed actors (each pool ``pool`` actors of one CPU, retried per ``retry``)."""
     actors = dict(compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry))
     read = {"chunking": m["chunking"], "primary": m["default_embedder"],
             "reader": m["chunking"].get("reader", DEFAULT_READER), "known": known}
-    embed = {"specs": list(m["embedders"]), "base_urls": base_urls, "headings": headings}
+    embed = {"specs": list(m["embedders"]), "base_urls": base_urls, "context": context}
     return (ray.data.from_items(todo, override_num_blocks=len(todo))
             .map(ReadChunk, fn_constructor_kwargs=read, **actors)
             .map(Embed, fn_constructor_kwargs=embed, **actors))
