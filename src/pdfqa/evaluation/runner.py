@@ -35,7 +35,10 @@ def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: st
     context = context or DEFAULT_CONTEXT
     key = hashlib.sha1(str(src).encode()).hexdigest()[:10]
     suffix = "" if context == DEFAULT_CONTEXT else f"-{context.replace('+', '_')}"
-    path = Path(workdir) / f"{src.stem if src.is_file() else src.name}-{key}{suffix}"
+    name = f"{src.stem if src.is_file() else src.name}-{key}{suffix}"
+    from ..milvus_store import is_milvus, pool_location
+
+    path = pool_location(str(workdir), name) if is_milvus(workdir) else Path(workdir) / name
     col = Collection.open(path, create=True, embedder=embedder, base_url=base_url, context=context)
     if pdfs is not None:
         report = col.index([src], progress=progress)
