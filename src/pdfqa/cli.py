@@ -1,8 +1,8 @@
 """The ``pdfqa`` command line: index, search, info, remove, ask, chat, eval, serve (a thin layer over the library)."""
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -31,8 +31,29 @@ def _fail(e: Exception, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _stdout_for_pdfqa_only() -> None:
+    """Keep the process's standard output for pdfqa's own output: file descriptor 1 and ``sys.stdout``
+    go to stderr for the rest of the process; ``out`` and :func:`_dump` write to a copy of the original.
+
+    Ray's core worker, its threads and the processes it starts print notices (a retried task, a dead
+    worker) to fd 1 or ``sys.stdout``, some after the pipeline has returned or at exit: they must not
+    land in ``--json``'s document."""
+    global out, _stdout
+    sys.stdout.flush()
+    kept = os.fdopen(os.dup(1), "w", encoding=sys.stdout.encoding or "utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    _stdout = kept
+    out = Console(file=kept, soft_wrap=True, width=None if kept.isatty() else 160)
+
+
+_stdout = None  # pdfqa's output stream once _stdout_for_pdfqa_only() has run
+
+
 def _dump(obj) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    stream = _stdout or sys.stdout
+    stream.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    stream.flush()
 
 
 @app.command()
@@ -62,11 +83,11 @@ def index(
             require_ray()
         col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url,
                               context=context)
-        # Ray prints its own notices (a retried task, a dead worker) to stdout: keep stdout for pdfqa's
-        with contextlib.redirect_stdout(sys.stderr) if ray else contextlib.nullcontext():
-            report = col.index(paths or [], progress=not quiet and not as_json,
-                               on_file=None if as_json else _print_file, executor="ray" if ray else "local",
-                               ray_address=ray or "local")
+        if ray:
+            _stdout_for_pdfqa_only()
+        report = col.index(paths or [], progress=not quiet and not as_json,
+                           on_file=None if as_json else _print_file, executor="ray" if ray else "local",
+                           ray_address=ray or "local")
         if index_kind:
             col.set_index_kind(index_kind, embedder)
     except PdfqaError as e:

@@ -50,6 +50,7 @@ class Collection:
         self._lexical_cache: dict[str, LexicalIndex] = {}
         self._doc_index: DocumentIndex | None = None
         self._page_index: PageIndex | None = None
+        self._page_vectors: tuple | None = None  # (generation, embedder, pages, vectors)
         self._query_cache: dict[tuple[str, str], np.ndarray] = {}
         self._query_cache_size = 1024
         #: embedders this collection holds itself: fitted on its chunks (word2vec:train) or bound to its
@@ -588,11 +589,47 @@ class Collection:
         name = self.store.manifest.get("lexical", {}).get("bm25", {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
 
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> PageIndex:
-            return PageIndex.build(ids, docs, self.store.chunk_pages(), [toks[h] for h in hashes])
+            # a statement page: a page with a table whose title is printed on it (its caption, or a title
+            # line opening a chunk); headings inherited from earlier pages would flag the notes too
+            titles: dict[tuple[str, int], list[str]] = {}
+            tabled: set[tuple[str, int]] = set()
+            for _, c, _ in self.store.iter_chunks():
+                heads = [ln for ln in c.text.split("\n", 4)[:4] if len(ln) <= 110 and not ln.rstrip().endswith(".")]
+                for pg in c.pages:
+                    titles.setdefault((c.doc, pg), []).extend(heads)
+                    if "table" in c.kinds:
+                        tabled.add((c.doc, pg))
+            titles = {pg: t for pg, t in titles.items() if pg in tabled}
+            return PageIndex.build(ids, docs, self.store.chunk_pages(), [toks[h] for h in hashes], page_titles=titles)
 
         self._page_index, _ = self._load_or_build(self._derived("lexical", "pages"), name, self._page_index,
                                                   PageIndex.load, build)
         return self._page_index
+
+    def page_vectors(self, embedder: str | None = None) -> tuple[list[tuple[str, int]], np.ndarray]:
+        """(pages, one unit vector per page): each (document, page)'s mean chunk vector in ``embedder``'s
+        index (default: the collection's), in :meth:`page_index` order; computed from the stored vectors
+        (nothing re-embedded) and kept until the collection changes. A chunk spanning pages counts on each.
+
+        >>> col = Collection.open("examples/.pdfqa", readonly=True)  # doctest: +SKIP
+        >>> pages, vecs = col.page_vectors(); pages[0], vecs.shape  # doctest: +SKIP
+        (('cio_dp2020_03_zero_trust.pdf', 1), (160, 384))
+        """
+        spec = embedder or self.embedder_spec
+        gen = self.store.generation
+        if self._page_vectors is not None and self._page_vectors[:2] == (gen, spec):
+            return self._page_vectors[2], self._page_vectors[3]
+        idx = self.page_index()
+        ids, vecs = self.store.index_vectors(spec, self.check_embedder(spec)["dim"])
+        row = dict(zip(ids.tolist(), range(len(ids))))
+        out = np.zeros((len(idx.pages), vecs.shape[1]), dtype=np.float32)
+        for i, members in enumerate(idx.chunk_ids):
+            rows = [row[r] for r in members if r in row]
+            if rows:
+                out[i] = vecs[rows].mean(axis=0)
+        out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-9
+        self._page_vectors = (gen, spec, list(idx.pages), out)
+        return self._page_vectors[2], out
 
     def _derived(self, *parts: str) -> Path | None:
         """Where a derived index is saved (None: the backend keeps none on disk, it lives in memory)."""
