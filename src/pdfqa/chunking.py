@@ -450,6 +450,12 @@ def chunk_document(content: PdfContent, *, count_tokens: TokenCounter = approx_t
     """Blocks → chunks for one document (see :func:`build_blocks` and :func:`chunk_blocks`)."""
     blocks = build_blocks(content, slides=slides)
     labels = {p.number: p.label for p in content.pages}
-    return chunk_blocks(blocks, doc=content.doc, doc_hash=content.doc_hash, page_labels=labels,
-                        count_tokens=count_tokens, max_tokens=max_tokens, min_tokens=min_tokens,
-                        heading_in_budget=heading_in_budget)
+    chunks = chunk_blocks(blocks, doc=content.doc, doc_hash=content.doc_hash, page_labels=labels,
+                          count_tokens=count_tokens, max_tokens=max_tokens, min_tokens=min_tokens,
+                          heading_in_budget=heading_in_budget)
+    ocr_conf = {p.number: p.ocr_confidence for p in content.pages if p.ocr}
+    for c in chunks:  # OCR'd text is marked, with its weakest page's confidence
+        confs = [ocr_conf[n] for n in c.pages if n in ocr_conf]
+        if confs:
+            c.ocr, c.ocr_confidence = True, min(confs)
+    return chunks

@@ -43,6 +43,8 @@ def index(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     base_url: Optional[str] = BaseUrlOpt,
+    ocr: str = typer.Option("auto", "--ocr", help="OCR pages: auto (those without a usable text layer, when "
+                            "Tesseract is installed), always, never."),
 ) -> None:
     """Index PDFs: unchanged files are skipped, changed files replaced; failures listed with causes."""
     from .collection import Collection
@@ -50,7 +52,7 @@ def index(
     try:
         col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url)
         report = col.index(paths or [], progress=not quiet and not as_json,
-                           on_file=None if as_json else _print_file)
+                           on_file=None if as_json else _print_file, ocr=ocr)
         if index_kind:
             col.set_index_kind(index_kind, embedder)
     except PdfqaError as e:
@@ -64,6 +66,8 @@ def index(
                   f"{len(report.unchanged)} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s")
         for f in report.failed:
             out.print(f"  [red]skipped[/red] {f.error}", highlight=False)
+        for note in report.notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
     if not paths:
         raise typer.Exit(0)
     raise typer.Exit(0 if report.ok else 1)
@@ -75,6 +79,8 @@ def _print_file(f) -> None:
         return
     note = f" ({len(f.skipped_pages)} pages skipped: {f.skipped_pages[0][1]}…)" if f.skipped_pages else ""
     extra = "" if f.status == "unchanged" else f", {f.embedded} embedded, {f.seconds:.1f}s"
+    if f.ocr_pages:
+        extra += f", {f.ocr_pages} pages OCR'd (confidence ≥ {f.ocr_confidence:.2f})"
     out.print(f"[green]✓[/green] {f.doc}: {f.status}, {f.pages} pages, {f.chunks} chunks{extra}{note}", highlight=False)
 
 

@@ -19,7 +19,7 @@ BLOCK_KINDS = ("heading", "paragraph", "list", "table", "slide")
 #: Metadata keys every chunk carries (LangChain ``Document.metadata`` and the JSON outputs).
 CHUNK_METADATA_KEYS = (
     "chunk_id", "doc", "doc_hash", "page", "pages", "page_label",
-    "heading_path", "kinds", "char_start", "char_end",
+    "heading_path", "kinds", "char_start", "char_end", "ocr", "ocr_confidence",
 )
 
 
@@ -51,6 +51,12 @@ class Page:
     lines: list[Line] = field(default_factory=list)
     #: why the page is not indexed ("no text layer", "garbled text ..."), ``None`` when it is usable
     skip_reason: str | None = None
+    #: the lines come from OCR (:mod:`pdfqa.pdf.ocr`): its confidence (0..1), the turn that made the page
+    #: upright (degrees counter-clockwise), and the words ``[text, conf, x0, y0, x1, y1]`` (points, as rendered)
+    ocr: bool = False
+    ocr_confidence: float | None = None
+    ocr_rotation: int = 0
+    ocr_words: list[list] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -100,6 +106,9 @@ class Chunk:
     kinds: list[str]
     char_start: int
     char_end: int
+    #: its text was read by OCR from page images; ``ocr_confidence``: the lowest of its pages' (0..1)
+    ocr: bool = False
+    ocr_confidence: float | None = None
 
     @property
     def page(self) -> int:
@@ -131,7 +140,7 @@ class Hit:
         return {
             "doc": c.doc, "page": c.page, "pages": list(c.pages), "page_label": c.page_label,
             "score": round(float(self.score), 6), "text": c.text, "chunk_id": c.chunk_id,
-            "heading_path": list(c.heading_path),
+            "heading_path": list(c.heading_path), "ocr": c.ocr, "ocr_confidence": c.ocr_confidence,
         }
 
     def to_document(self):

@@ -4,7 +4,7 @@ A broken ToUnicode map turns Japanese slides into letters from half a dozen unre
 (``۝भେֶେֶӃܳज़ֶ``); real text uses one or two script families. Image-only pages have no text.
 
 >>> assess_page_text("")
-'no text layer (image-only page; OCR is not enabled)'
+'no text layer (image-only page)'
 >>> assess_page_text("梅雨は東アジアの広範囲で見られる雨季の一種である。") is None
 True
 >>> assess_page_text("۝भେֶେֶӃܳज़ֶ޻෎ തظޙ࢜՝ఔ দӜ஌໵ α΢ϯυɾσβΠϯ෱ԬঁֶӃେֶ").startswith("garbled")
@@ -46,7 +46,7 @@ def assess_page_text(text: str) -> str | None:
     """``None`` when the text is usable, else the reason it is not (one short phrase)."""
     stripped = "".join(text.split())
     if not stripped:
-        return "no text layer (image-only page; OCR is not enabled)"
+        return "no text layer (image-only page)"
     if stripped.count("\ufffd") > max(3, len(stripped) // 20):
         return "garbled text layer (undecodable characters)"
     prof = script_profile(text)
