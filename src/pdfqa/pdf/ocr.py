@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import select
 import sqlite3
 import struct
@@ -52,8 +53,11 @@ log = logging.getLogger(__name__)
 OCR_MODES = ("auto", "always", "never")
 #: Tesseract languages: Japanese first (its model reads Latin too), English for English words
 DEFAULT_LANGUAGES = "jpn+eng"
-#: chosen by CER and pages/s on rasterized ja_gov / en_slides / layout pages (benchmarks/README.md)
+#: pages without a scanned image are rendered at this resolution, chosen by CER and pages/s on rasterized
+#: ja_gov / en_slides / layout pages (benchmarks/README.md); a scan is rendered at its own resolution
+#: (a 300-dpi brochure at 150 dpi runs its columns together: CER 0.38 vs 0.011), at most MAX_SCAN_DPI
 DEFAULT_DPI = 150
+MAX_SCAN_DPI = 300
 #: a page rendered larger than this (a poster, a huge page box) is scaled down: memory stays bounded
 MAX_PIXELS = 16_000_000
 DEFAULT_TIMEOUT_S = 120.0
@@ -70,6 +74,20 @@ INSTALL_HINT = ("OCR needs Tesseract with Japanese and English data and the tess
                 "tesseract-ocr-osd, and pip install 'pdfqa[ocr]' (tesserocr)")
 _TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata",
                   "/usr/share/tessdata", "/usr/local/share/tessdata", "/opt/homebrew/share/tessdata")
+
+
+#: Tesseract's Japanese model puts spaces between characters (補佐 官 等); Japanese has none
+_CJK = "[\u3000-\u303f\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff60]"
+_CJK_GAP = re.compile(f"(?<={_CJK})\\s+(?={_CJK})")
+
+
+def join_line(text: str) -> str:
+    """One OCR line as text: whitespace collapsed, and dropped between Japanese characters.
+
+    >>> join_line("政府 CIO 補佐 官 等 ディ スカ ッ シ ョ ン")
+    '政府 CIO 補佐官等ディスカッション'
+    """
+    return _CJK_GAP.sub("", " ".join(text.split()))
 
 
 class OcrUnavailableError(PdfqaError):
@@ -284,9 +302,9 @@ class OcrWorkers:
     gets an error and the others go on."""
 
     def __init__(self, n: int = 0):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.n = max(1, n or cores)
+        self.n = max(1, n or cores())
         self.helpers: list[_Helper] = []
+        self.pages_run = 0  # pages sent to Tesseract (cache hits and blank pages are not)
         self.lock = threading.Lock()  # one document at a time (the web app and the CLI index in one thread)
 
     def run(self, tasks: Iterator[tuple[object, dict, bytes]], timeout_s: float,
@@ -306,10 +324,11 @@ class OcrWorkers:
                     key, header, pixels = nxt
                     h = idle.pop()
                     h.task = (key, time.monotonic() + timeout_s + 10)  # Tesseract stops itself at timeout_s
+                    self.pages_run += 1
                     try:
                         h.send({**header, "timeout_ms": int(timeout_s * 1000)}, pixels)
                     except OSError:
-                        self._fail(h, on_result, "the OCR engine stopped (helper process died)")
+                        self._fail(h, on_result, "the OCR engine crashed on this page (helper process died)")
                 busy = [h for h in self.helpers if h.task is not None]
                 if not busy:
                     if exhausted:
@@ -352,15 +371,20 @@ class OcrWorkers:
             self.helpers = []
 
 
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 _workers: OcrWorkers | None = None
 _workers_lock = threading.Lock()
 
 
 def workers(n: int = 0) -> OcrWorkers:
-    """The process-wide helper pool (started on first use, stopped at exit)."""
+    """The process-wide pool of ``n`` helpers (0: one per core), started on first use, stopped at exit."""
     global _workers
     with _workers_lock:
-        if _workers is None or (n and _workers.n != n):
+        if _workers is None or _workers.n != (n or cores()):
             if _workers is not None:
                 _workers.close()
             _workers = OcrWorkers(n)
@@ -410,7 +434,7 @@ def needs_ocr(page: Page, mode: str) -> bool:
     return mode == "auto" and page.skip_reason is not None
 
 
-def render_gray(pdf_page, dpi: int, max_pixels: int = MAX_PIXELS):
+def render_gray(pdf_page, dpi: float, max_pixels: int = MAX_PIXELS):
     """The page as PDFium draws it (its /Rotate applied), grey, at ``dpi`` (less when the page is so
     large that it would exceed ``max_pixels``); returns (H×W uint8 array, points per pixel)."""
     import numpy as np
@@ -424,6 +448,31 @@ def render_gray(pdf_page, dpi: int, max_pixels: int = MAX_PIXELS):
     if arr.ndim == 3:  # some PDFium builds hand grey bitmaps back as BGR(x)
         arr = arr[..., :3].mean(axis=2)
     return np.ascontiguousarray(arr, dtype=np.uint8), 1.0 / scale
+
+
+def scan_dpi(pdf_page) -> float | None:
+    """The resolution of the image that covers most of the page (a scan), ``None`` when there is none."""
+    import pypdfium2 as pdfium
+
+    w_pt, h_pt = pdf_page.get_size()
+    best = None
+    try:
+        for obj in pdf_page.get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_IMAGE], max_depth=2):
+            x0, y0, x1, y1 = obj.get_bounds()
+            if (x1 - x0) * (y1 - y0) < 0.5 * w_pt * h_pt:
+                continue
+            px_w, px_h = obj.get_px_size()
+            dpi = max(px_w / max(1e-3, (x1 - x0) / 72), px_h / max(1e-3, (y1 - y0) / 72))
+            best = max(best or 0.0, dpi)
+    except Exception:  # an odd image object must not cost the page its OCR
+        return best
+    return best
+
+
+def ocr_dpi(pdf_page, dpi: int) -> float:
+    """Render resolution for OCR: a scan's own resolution (not below ``dpi``, not above MAX_SCAN_DPI)."""
+    native = scan_dpi(pdf_page)
+    return min(max(native, dpi), MAX_SCAN_DPI) if native else dpi
 
 
 def is_blank(gray) -> bool:
@@ -467,7 +516,7 @@ def ocr_pages(path: str | Path, pages: list[Page], settings: OcrSettings, *, pas
             for p in todo:
                 pg = pdf[p.number - 1]
                 try:
-                    gray, scale_of[p.number] = render_gray(pg, settings.dpi)
+                    gray, scale_of[p.number] = render_gray(pg, ocr_dpi(pg, settings.dpi))
                 finally:
                     pg.close()
                 if is_blank(gray):
@@ -511,7 +560,7 @@ def apply_result(page: Page, res: dict, pt_per_px: float, *, mode: str = "auto")
     # the body as a heading, so lines within 25% of the page's median height get the median
     rows = sorted(ln[6] for ln in lines)
     median = rows[len(rows) // 2] if rows else 0.0
-    new = [Line(text=" ".join(t.split()), size=round((median if row <= median * 1.25 else row) * s, 1),
+    new = [Line(text=join_line(t), size=round((median if row <= median * 1.25 else row) * s, 1),
                 x0=x0 * s, y0=y0 * s, x1=x1 * s, y1=y1 * s)
            for t, _, x0, y0, x1, y1, row in lines]
     text = "\n".join(ln.text for ln in new)

@@ -34,6 +34,11 @@ const STRINGS = {
     stage_read: "reading",
     stage_chunk: "splitting into passages",
     stage_embed: "embedding",
+    stage_ocr: "reading scanned pages (OCR)",
+    ocrMode: "Scanned pages (OCR)",
+    ocr_auto: "where there is no text",
+    ocr_always: "every page",
+    ocr_never: "never",
     pages: "{n} pages",
     chunks: "{n} passages",
     skipped: "{n} pages skipped",
@@ -89,6 +94,11 @@ const STRINGS = {
     stage_read: "読み込み中",
     stage_chunk: "分割中",
     stage_embed: "ベクトル化中",
+    stage_ocr: "スキャンページを文字認識中 (OCR)",
+    ocrMode: "スキャンページ (OCR)",
+    ocr_auto: "テキストのないページ",
+    ocr_always: "すべてのページ",
+    ocr_never: "しない",
     pages: "{n}ページ",
     chunks: "{n}ブロック",
     skipped: "{n}ページを除外",
@@ -391,6 +401,7 @@ async function uploadFiles(files) {
     try {
       const body = new FormData();
       body.append("file", file, file.name);
+      body.append("ocr", $("ocr-mode").value);
       await api(`/api/courses/${encodeURIComponent(courseId)}/documents`, { method: "POST", write: true, body });
     } catch (err) {
       showError(t("err_upload", { name: file.name }), err);
