@@ -182,6 +182,7 @@ def _print_citations(ans) -> None:
     for c in ans.citations:
         pages = f"pages {c.pages[0]}-{c.pages[-1]}" if len(c.pages) > 1 else f"page {c.page}"
         label = f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""
+        label += f" (OCR, confidence {c.ocr_confidence:.2f})" if c.ocr else ""
         out.print(f"  [{c.marker}] {c.doc}, {pages}{label}: “{c.quote[:160]}”", highlight=False)
 
 

@@ -50,6 +50,7 @@ const STRINGS = {
     printedLabel: " (printed page {label})",
     sources: "Sources",
     inferred: "attributed",
+    ocrCited: "read by OCR",
     followUp: "searched as: {q}",
     answerFoot: "{generator} · {retriever} · {seconds} s",
     needCourse: "Create or choose a course first.",
@@ -110,6 +111,7 @@ const STRINGS = {
     printedLabel: "（印刷上のページ番号: {label}）",
     sources: "出典",
     inferred: "推定",
+    ocrCited: "OCR で読み取り",
     followUp: "検索した質問: {q}",
     answerFoot: "{generator} · {retriever} · {seconds} 秒",
     needCourse: "先に授業を作成するか選択してください。",
@@ -556,6 +558,7 @@ function renderAnswer(bubble, a) {
         el("span", { class: "n", text: `[${c.marker}]` }),
         el("span", { class: "where", text: citationWhere(c) }),
         c.inferred ? el("span", { class: "muted", text: ` (${t("inferred")})` }) : null,
+        c.ocr ? el("span", { class: "muted", text: ` (${t("ocrCited")})` }) : null,
         el("span", { class: "quote", text: c.quote }))))));
   }
   const seconds = a.timings && a.timings.total !== undefined ? a.timings.total.toFixed(1) : "?";
