@@ -133,6 +133,27 @@ def test_rotated_and_upside_down_scans_are_turned_upright(tmp_path, turn):
     assert cer(page.text, text_of(SLIDES, 1)) < 0.15, page.text[:200]
 
 
+IPAEX = Path("/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf")
+
+
+@pytest.mark.skipif(not IPAEX.exists(), reason="needs fonts-ipaexfont-gothic (scripts/install_ocr_deps.sh)")
+def test_vertical_japanese_page(tmp_path):
+    """Real text of a ja_gov page typeset in vertical columns (right to left) as a 150-dpi image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    text = "".join(ch for ch in "".join(text_of(JA_PAPER, 6).split()) if ord(ch) > 0x2E80)[:400]
+    font = ImageFont.truetype(str(IPAEX), 28)
+    img = Image.new("L", (1240, 1754), 255)
+    draw = ImageDraw.Draw(img)
+    cols = [text[i:i + 45] for i in range(0, len(text), 45)]
+    for k, col in enumerate(cols):
+        for j, ch in enumerate(col):
+            draw.text((1120 - 44 * k, 120 + 32 * j), ch, font=font, fill=0)
+    img.save(tmp_path / "vertical.pdf", resolution=150.0)
+    page = read_pdf(tmp_path / "vertical.pdf").pages[0]
+    assert page.ocr and cer(page.text, "".join(cols)) < 0.1, page.text[:100]
+
+
 def test_600_dpi_scan_and_huge_pages_stay_bounded(tmp_path):
     import pypdfium2 as pdfium
 

@@ -83,6 +83,7 @@ _TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-o
 #: Tesseract's Japanese model puts spaces between characters (補佐 官 等); Japanese has none
 _CJK = "[\u3000-\u303f\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff60]"
 _CJK_GAP = re.compile(f"(?<={_CJK})\\s+(?={_CJK})")
+_CJK_RE = re.compile(_CJK)
 
 
 def join_line(text: str) -> str:
@@ -178,19 +179,24 @@ def detect_languages(text: str) -> str | None:
     return BOTH
 
 
-def _recognize(api, osd, gray, languages: str, timeout_ms: int, fallback=None) -> dict:
+def _recognize(api, osd, gray, languages: str, timeout_ms: int, fallback=None, vertical=None) -> dict:
     """OCR one grey image (numpy H×W uint8) in a helper process; the upright result, or a rotated
-    one when the upright text is poor and the orientation detector is confident. ``fallback``: the
-    API to read the page with when ``api``'s languages read it poorly (an English page in a Japanese
-    document)."""
+    one when the upright text is poor and the orientation detector is confident. When ``api``'s
+    languages read the page poorly, it is read again with ``fallback`` (jpn+eng: an English page in a
+    Japanese document) and, for Japanese, with ``vertical`` (jpn_vert: the horizontal model reads
+    vertical Japanese as garbage, CER 0.98 vs 0.02 measured); the best-supported reading wins."""
     import numpy as np
 
     t = time.perf_counter()
     res = _read(api, gray, timeout_ms)
-    if fallback is not None and res.get("error") is None and res["conf"] < ROTATION_CHECK_BELOW:
-        alt = _read(fallback, gray, timeout_ms)
+    for alt_api in (a for a in (fallback, vertical) if a is not None):
+        if res.get("error") is not None or res["conf"] >= ROTATION_CHECK_BELOW:
+            break
+        if alt_api is vertical and not (languages.startswith("jpn") or _CJK_RE.search(res["text"])):
+            break
+        alt = _read(alt_api, gray, timeout_ms)
         if alt.get("error") is None and alt["conf"] * alt["chars"] > res["conf"] * res["chars"]:
-            res, api = alt, fallback
+            res, api = alt, alt_api
     res["rotation"] = 0
     if res.get("error") is None and res["conf"] < ROTATION_CHECK_BELOW:
         from PIL import Image
@@ -248,7 +254,8 @@ def _read(api, gray, timeout_ms: int) -> dict:
             n = len(text)
             total += n
             weighted += conf * n
-    return {"lines": lines, "words": words, "conf": round(weighted / total, 4) if total else 0.0, "chars": int(total)}
+    return {"lines": lines, "words": words, "conf": round(weighted / total, 4) if total else 0.0, "chars": int(total),
+            "text": "".join(w[0] for w in words)}
 
 
 def helper_main() -> None:
@@ -272,12 +279,12 @@ def helper_main() -> None:
         n = struct.unpack(">Q", inp.read(8))[0]
         pixels = inp.read(n)
         try:
-            for lang in filter(None, (req["languages"], req.get("fallback"))):
+            for lang in filter(None, (req["languages"], req.get("fallback"), req.get("vertical"))):
                 if lang not in apis:
                     apis[lang] = tesserocr.PyTessBaseAPI(path=path, lang=lang, psm=tesserocr.PSM.AUTO)
             gray = np.frombuffer(pixels, dtype=np.uint8).reshape(req["height"], req["width"])
             res = _recognize(apis[req["languages"]], osd, gray, req["languages"], int(req["timeout_ms"]),
-                             apis.get(req.get("fallback")))
+                             apis.get(req.get("fallback")), apis.get(req.get("vertical")))
         except Exception as e:  # an engine error on one page is that page's answer
             res = {"error": f"OCR failed ({type(e).__name__}: {str(e)[:160]})"}
         data = json.dumps(res, ensure_ascii=False).encode()
@@ -553,6 +560,8 @@ def ocr_pages(path: str | Path, pages: list[Page], settings: OcrSettings, *, pas
         def tasks(part: list[Page], lang: str):
             sig = engine_signature(lang)
             fallback = BOTH if settings.languages == "auto" and lang != BOTH else None
+            vertical = "jpn_vert" if settings.languages == "auto" and Path(tessdata_dir(), "jpn_vert.traineddata").exists() \
+                else None
             for p in part:
                 pg = pdf[p.number - 1]
                 try:
@@ -562,13 +571,13 @@ def ocr_pages(path: str | Path, pages: list[Page], settings: OcrSettings, *, pas
                 if is_blank(gray):
                     finish(p.number, {"blank": True})
                     continue
-                key = hashlib.sha256(f"{sig} {fallback}\0{gray.shape}\0".encode() + gray.tobytes()).hexdigest()
+                key = hashlib.sha256(f"{sig} {fallback} {vertical}\0{gray.shape}\0".encode() + gray.tobytes()).hexdigest()
                 keys[p.number] = key
                 hit = cache.get(key) if cache is not None else None
                 if hit is not None:
                     finish(p.number, hit)
                     continue
-                yield p.number, {"languages": lang, "fallback": fallback, "width": gray.shape[1],
+                yield p.number, {"languages": lang, "fallback": fallback, "vertical": vertical, "width": gray.shape[1],
                                  "height": gray.shape[0]}, gray.tobytes()
 
         pool = workers(settings.workers)
