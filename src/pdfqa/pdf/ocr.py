@@ -235,25 +235,20 @@ def _read(api, gray, timeout_ms: int) -> dict:
         return {"error": f"timed out (Tesseract stopped after {timeout_ms / 1000:.0f}s)"}
     lines, words = [], []
     total = weighted = 0.0
-    it = api.GetIterator()
-    level = tesserocr.RIL.TEXTLINE
-    for r in tesserocr.iterate_level(it, level):
-        text = (r.GetUTF8Text(level) or "").strip()
-        box = r.BoundingBox(level)
-        if text and box:
-            row = (r.RowAttributes() or {}).get("row_height") or (box[3] - box[1])  # font size, from the baselines
-            lines.append([text, round(r.Confidence(level) / 100, 3), *box, round(float(row), 1)])
-    it = api.GetIterator()
-    level = tesserocr.RIL.WORD
-    for r in tesserocr.iterate_level(it, level):
-        text = (r.GetUTF8Text(level) or "").strip()
-        box = r.BoundingBox(level)
-        if text and box:
+    for level in (tesserocr.RIL.TEXTLINE, tesserocr.RIL.WORD):
+        for r in tesserocr.iterate_level(api.GetIterator(), level):
+            text = (r.GetUTF8Text(level) or "").strip()
+            box = r.BoundingBox(level)
+            if not (text and box):
+                continue
             conf = r.Confidence(level) / 100
-            words.append([text, round(conf, 3), *box])
-            n = len(text)
-            total += n
-            weighted += conf * n
+            if level == tesserocr.RIL.TEXTLINE:
+                row = (r.RowAttributes() or {}).get("row_height") or (box[3] - box[1])  # font size, from the baselines
+                lines.append([text, round(conf, 3), *box, round(float(row), 1)])
+            else:
+                words.append([text, round(conf, 3), *box])
+                total += len(text)
+                weighted += conf * len(text)
     return {"lines": lines, "words": words, "conf": round(weighted / total, 4) if total else 0.0, "chars": int(total),
             "text": "".join(w[0] for w in words)}
 
