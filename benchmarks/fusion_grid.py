@@ -1,18 +1,29 @@
-"""`hybrid`'s fusion weights, RRF k and document prior, measured on the public sets together.
+"""`hybrid`'s fusion weights and priors, chosen on every public set at once and reported leave-one-set-out.
 
-Ranks every question once with BM25 and with e5-small over chunks (depth 50) and ranks the documents
-with BM25 over whole documents (`doc-bm25`), then scores fusion variants offline with the library's
-own fusion functions (`rrf_scores`, `add_document_prior`), documents ranked by their best chunk.
-Sets: jsquad_valid and squad_expmrc (passage pools: one chunk per document, so the document prior is
-off there, as in `hybrid`) and sec10q (20 PDFs, ~170 chunks each; doc-hit@5 and MRR@10 at document
-level). Uses the pools `pdfqa eval` cached in --workdir (built on first use).
+Ranks every question once per part — chunk BM25 and e5-small over chunks (depth 50), the document
+prior (`doc-bm25`: BM25 over whole documents) and the page prior (`page-bm25`: BM25 over whole pages)
+— with the library's own indexes and activity rules (a prior ranks nothing where it does not take
+part), then scores every fusion variant offline with the library's own function
+(`pdfqa.retrieval.fuse_scores`, which `hybrid` itself calls).
 
-    .venv/bin/python benchmarks/fusion_grid.py --workdir benchmarks/out/evalw
+Sets and their unit of relevance:
+- jsquad_valid, jaquad_dev, squad_expmrc: passage pools (R@5 and MRR@10 over passages);
+- sec10q: 20 10-Q filings, document gold (doc-hit@5 and MRR@10 over documents);
+- financebench_dev: 25 10-K/10-Q filings, page gold (page-hit@5 = a top-5 chunk on a gold page;
+  MRR@10 over pages);
+- course (with --course QA.jsonl): lecture slides, government papers and a report, page gold.
+
+The objective is the mean over sets of (hit@5 + MRR@10) / 2, each set weighing the same. The chosen
+row is the best on all sets; "leave-one-set-out" picks the best row on the other sets and scores it
+on the one left out. Uses the pools `pdfqa eval` caches in --workdir (built on first use).
+
+    .venv/bin/python benchmarks/fusion_grid.py --workdir benchmarks/out/evalw13 --course benchmarks/data/course_qa.jsonl
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import sys
 import time
@@ -22,79 +33,193 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PDFQA_DATA", ROOT.parent / "shared" / "data"))
-SETS = {"jsquad_valid": "corpus", "squad_expmrc": "corpus", "sec10q": "pdfs"}
+#: name → (pool kind, unit of relevance)
+SETS = {"jsquad_valid": ("corpus", "doc"), "jaquad_dev": ("corpus", "doc"), "squad_expmrc": ("corpus", "doc"),
+        "sec10q": ("pdfs", "doc"), "financebench_dev": ("pdfs", "page")}
+COURSE_PDFS = ("pdfs/en_slides", "pdfs/ja_gov", "pdfs/en_gov/us_DOT2022_performance_report.pdf",
+               "pdfs/layout/pypdf_GeoTopo-komprimiert_de_lecture_notes.pdf")
+DEPTH = 50
 
 
-def rankings(col, items, depth=50):
-    """Per question: BM25 chunk ids, dense chunk ids, document ranks; and chunk id → document."""
-    from pdfqa.retrieval import DocumentPrior
-    from pdfqa.text.tokenize import get_tokenizer
-
-    tok = get_tokenizer("default")
-    lex = col.lexical("bm25")
-    prior = DocumentPrior(col)  # the library's own rule for where the prior takes part
-    bm = [lex.search(tok(it.question), depth)[0] for it in items]
-    doc_ranks = [prior.ranks(it.question) for it in items]
-    emb = col.embedder(col.embedder_spec)
-    qv = np.concatenate([emb.embed_queries([it.question for it in items[i:i + 64]]) for i in range(0, len(items), 64)])
-    _, dense = col._index(col.embedder_spec).index.search(qv.astype(np.float32), depth)
-    doc_of = {rid: c.doc for rid, c, _ in col.store.iter_chunks()}
-    return bm, [[int(i) for i in r if i >= 0] for r in dense], doc_ranks, doc_of
+def course_pool(workdir: Path) -> Path:
+    """A folder of links to the course PDFs (the pool `pdfqa eval --pdfs` indexes)."""
+    folder = workdir / "course_pdfs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for rel in COURSE_PDFS:
+        src = DATA / rel
+        for pdf in sorted(src.glob("*.pdf")) if src.is_dir() else [src]:
+            link = folder / pdf.name
+            if not link.exists():
+                link.symlink_to(pdf)
+    return folder
 
 
-def ranked_docs(b, d, doc_ranks, doc_of, w_dense, k, w_doc, k_doc):
-    from pdfqa.retrieval import add_document_prior, rrf_scores
+class SetRanks:
+    """One set's per-question part rankings (row ids), priors and the facts to score a fusion."""
 
-    s = rrf_scores([b, d], [1.0, w_dense], k)
-    if w_doc and doc_ranks:
-        add_document_prior(s, doc_of, doc_ranks, w_doc, k_doc)
-    return list(dict.fromkeys(doc_of[c] for c, _ in sorted(s.items(), key=lambda kv: -kv[1])))
+    def __init__(self, name: str, unit: str, col, items):
+        from pdfqa.retrieval import DocumentPrior, PagePrior
+        from pdfqa.text.tokenize import get_tokenizer
 
+        self.name, self.unit, self.items = name, unit, items
+        tok = get_tokenizer(col.store.manifest.get("lexical", {}).get("bm25", {}).get("tokenizer", "default"))
+        lex = col.lexical("bm25")
+        doc_prior, page_prior = DocumentPrior(col), PagePrior(col)
+        self.page_index = col.page_index()
+        qs = [it.question for it in items]
+        self.bm = [lex.search(tok(q), DEPTH)[0] for q in qs]
+        emb = col.embedder(col.embedder_spec)
+        qv = np.concatenate([emb.embed_queries(qs[i:i + 64]) for i in range(0, len(qs), 64)])
+        _, dense = col._index(col.embedder_spec).index.search(qv.astype(np.float32), DEPTH)
+        self.dense = [[int(i) for i in r if i >= 0] for r in dense]
+        self.doc_ranks = [doc_prior.ranks(q) for q in qs]
+        self.page_ranks = [page_prior.ranks(q, DEPTH) for q in qs]
+        # a dense page ranking to compare with: each page's mean chunk vector (nothing re-embedded)
+        self.page_dense = [{} for _ in qs]
+        if any(self.page_ranks):
+            ids, vecs = col.store.index_vectors(col.embedder_spec, col.embedders[col.embedder_spec]["dim"])
+            row = {int(r): i for i, r in enumerate(ids)}
+            pages = self.page_index.pages
+            pv = np.stack([vecs[[row[c] for c in self.page_index.chunk_ids[i] if c in row]].mean(axis=0)
+                           for i in range(len(pages))])
+            pv /= np.linalg.norm(pv, axis=1, keepdims=True) + 1e-9
+            top = np.argsort(-(qv @ pv.T), axis=1)[:, :DEPTH]
+            self.page_dense = [{pages[j]: r for r, j in enumerate(t, 1)} for t in top]
+        self.page_both = [{pg: r for r, pg in enumerate(
+            sorted(set(a) | set(b), key=lambda pg: -(1 / (20 + a.get(pg, 1e9)) + 1 / (20 + b.get(pg, 1e9)))), 1)}
+            if a else {} for a, b in zip(self.page_ranks, self.page_dense)]
+        self.doc_of, self.pages_of = {}, {}
+        for rid, c, _ in col.store.iter_chunks():
+            self.doc_of[rid], self.pages_of[rid] = c.doc, c.pages
+        self.priors = (f"doc prior {'on' if any(self.doc_ranks) else 'off'}, "
+                       f"page prior {'on' if any(self.page_ranks) else 'off'}")
 
-def metrics(data, **fusion):
-    from pdfqa.evaluation.metrics import hit_at, mrr_at
+    def score(self, w_dense, k, w_doc, k_doc, w_page, k_page, n_pages, page_src="bm25") -> tuple[float, float]:
+        """(hit@5, MRR@10) of one fusion variant on this set."""
+        from pdfqa.evaluation.metrics import hit_at, mrr_at
+        from pdfqa.retrieval import fuse_scores
 
-    items, bm, de, dr, doc_of = data
-    ranked = [ranked_docs(b, d, r, doc_of, **fusion) for b, d, r in zip(bm, de, dr)]
-    h5 = np.mean([hit_at(r, set(it.doc_ids), 5) for r, it in zip(ranked, items)])
-    mrr = np.mean([mrr_at(r, set(it.doc_ids), 10) for r, it in zip(ranked, items)])
-    return h5, mrr
+        h5, mrr = [], []
+        pages = {"bm25": self.page_ranks, "dense": self.page_dense, "both": self.page_both}[page_src]
+        for it, b, d, dr, pr in zip(self.items, self.bm, self.dense, self.doc_ranks, pages):
+            members = {}
+            if w_page and pr and n_pages:
+                members = {pg: self.page_index.chunks_of(pg) for pg in sorted(pr, key=pr.get)[:n_pages]}
+            s = fuse_scores([b, d], [1.0, w_dense], k, doc_of=self.doc_of, pages_of=self.pages_of,
+                            doc_ranks=dr, w_doc=w_doc, k_doc=k_doc, page_ranks=pr, w_page=w_page, k_page=k_page,
+                            page_members=members)
+            ranked = [c for c, _ in sorted(s.items(), key=lambda kv: -kv[1])]
+            if self.unit == "doc":
+                docs = list(dict.fromkeys(self.doc_of[c] for c in ranked))
+                h5.append(hit_at(docs, set(it.doc_ids), 5))
+                mrr.append(mrr_at(docs, set(it.doc_ids), 10))
+            else:
+                gold = set(it.pages)
+                h5.append(float(any((self.doc_of[c], p) in gold for c in ranked[:5] for p in self.pages_of[c])))
+                pages = list(dict.fromkeys((self.doc_of[c], p) for c in ranked for p in self.pages_of[c]))
+                mrr.append(mrr_at(pages, gold, 10))
+        return float(np.mean(h5)), float(np.mean(mrr))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--workdir", default="benchmarks/out/evalw")
+    ap.add_argument("--workdir", default="benchmarks/out/evalw13")
+    ap.add_argument("--course", help="QA file with page gold over the course PDFs (e.g. benchmarks/data/course_qa.jsonl)")
+    ap.add_argument("--sets", help="comma-separated subset of the sets")
+    ap.add_argument("--json", help="write every row's figures here")
     args = ap.parse_args()
     from pdfqa.evaluation import load_qa, open_pool
-    from pdfqa.evaluation.metrics import hit_at, mrr_at
-    from pdfqa.retrieval import DOC_RRF_K, HYBRID_WEIGHTS, RRF_K
+    from pdfqa.retrieval import (DOC_RRF_K, HYBRID_WEIGHTS, PAGE_CANDIDATES, PAGE_RRF_K, RRF_K)
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from machine import machine
 
     print("command:", " ".join([sys.executable, *sys.argv]))
-    sets = {}
-    for name, kind in SETS.items():
+    print("machine:", machine())
+    wanted = set(args.sets.split(",")) if args.sets else None
+    sets: list[SetRanks] = []
+    todo = [(n, kind, unit, DATA / "qa" / n / "qa.jsonl") for n, (kind, unit) in SETS.items()]
+    if args.course:
+        todo.append(("course", "pdfs", "page", Path(args.course)))
+    for name, kind, unit, qa in todo:
+        if wanted and name not in wanted:
+            continue
         t = time.perf_counter()
-        pool = {"corpus": DATA / "qa" / name / "corpus.jsonl"} if kind == "corpus" else {"pdfs": DATA / "qa" / name / "pdfs"}
+        if name == "course":
+            pool = {"pdfs": course_pool(Path(args.workdir))}
+        else:
+            pool = {"corpus": DATA / "qa" / name / "corpus.jsonl"} if kind == "corpus" else {"pdfs": DATA / "qa" / name / "pdfs"}
         col = open_pool(args.workdir, progress=False, **pool)
-        items = load_qa(DATA / "qa" / name / "qa.jsonl")
-        sets[name] = (items, *rankings(col, items))
-        print(f"{name}: ranked {len(items)} questions in {time.perf_counter() - t:.0f}s "
-              f"(document prior {'on' if any(sets[name][3]) else 'off'})")
-    for name, (items, bm, de, dr, doc_of) in sets.items():
-        for label, lists in (("bm25", bm), ("dense", de)):
-            r = [list(dict.fromkeys(doc_of[c] for c in lst)) for lst in lists]
-            print(f"  {name} {label} alone: hit@5 {np.mean([hit_at(x, set(it.doc_ids), 5) for x, it in zip(r, items)]):.3f}"
-                  f" MRR@10 {np.mean([mrr_at(x, set(it.doc_ids), 10) for x, it in zip(r, items)]):.3f}")
-    print(f"\n{'w_dense':>8}{'k':>4}{'w_doc':>6}{'k_doc':>6} | " + " | ".join(f"{n:^15}" for n in sets))
-    print(f"{'':>24} | " + " | ".join(f"{'hit@5':>6}{'MRR@10':>8} " for _ in sets))
-    chosen = dict(w_dense=HYBRID_WEIGHTS[1], k=RRF_K, w_doc=HYBRID_WEIGHTS[2], k_doc=DOC_RRF_K)
-    grid = [dict(w_dense=wd, k=k, w_doc=wdoc, k_doc=kd) for wd, k, wdoc, kd in
-            itertools.product((0.5, 0.7, 1.0), (20, 60), (0.0, 0.25, 0.5, 1.0), (1, 5, 20))
-            if wdoc or kd == 5]
-    for fusion in grid + [chosen]:
-        res = [metrics(data, **fusion) for data in sets.values()]
-        mark = "  <- hybrid" if fusion == chosen else ""
-        print(f"{fusion['w_dense']:>8}{fusion['k']:>4}{fusion['w_doc']:>6}{fusion['k_doc']:>6} | "
-              + " | ".join(f"{h:>6.3f}{m:>8.3f} " for h, m in res) + mark)
+        items = load_qa(qa)
+        sets.append(SetRanks(name, unit, col, items))
+        print(f"{name}: ranked {len(items)} questions in {time.perf_counter() - t:.0f}s ({sets[-1].priors})", flush=True)
+
+    # passage pools take no prior: their scores depend on (w_dense, k) alone, so they are computed once
+    cache: dict = {}
+
+    def score(s: SetRanks, cfg: dict) -> tuple[float, float]:
+        doc_on, page_on = any(s.doc_ranks), any(s.page_ranks)
+        key = (s.name, cfg["w_dense"], cfg["k"], cfg["w_doc"] if doc_on else 0, cfg["k_doc"] if doc_on else 0,
+               cfg["w_page"] if page_on else 0, cfg["k_page"] if page_on else 0, cfg["n_pages"] if page_on else 0,
+               cfg.get("page_src", "bm25") if page_on and cfg["w_page"] else "")
+        if key not in cache:
+            cache[key] = s.score(**cfg)
+        return cache[key]
+
+    chosen = dict(w_dense=HYBRID_WEIGHTS[1], k=RRF_K, w_doc=HYBRID_WEIGHTS[2], k_doc=DOC_RRF_K,
+                  w_page=HYBRID_WEIGHTS[3], k_page=PAGE_RRF_K, n_pages=PAGE_CANDIDATES, page_src="bm25")
+    grid = [dict(w_dense=wd, k=k, w_doc=wdoc, k_doc=kd, w_page=wp, k_page=kp, n_pages=n, page_src=src)
+            for wd, k, wdoc, kd, wp, kp, n, src in itertools.product(
+                (0.5, 0.7, 1.0), (20, 60), (0.0, 0.1, 0.25, 0.5), (5,), (0.0, 0.05, 0.1, 0.25, 0.5), (5, 20, 60),
+                (0, 3, 10), ("bm25", "dense", "both"))
+            if wp or (kp == 5 and n == 0 and src == "bm25")]
+    if chosen not in grid:
+        grid.append(chosen)
+    rows = []
+    t = time.perf_counter()
+    for cfg in grid:
+        res = {s.name: score(s, cfg) for s in sets}
+        rows.append((cfg, res))
+    print(f"scored {len(grid)} variants in {time.perf_counter() - t:.0f}s\n")
+
+    def objective(res: dict, names) -> float:
+        return float(np.mean([(res[n][0] + res[n][1]) / 2 for n in names]))
+
+    names = [s.name for s in sets]
+    rows.sort(key=lambda r: -objective(r[1], names))
+    head = f"{'w_dense':>7}{'k':>4}{'w_doc':>6}{'w_page':>7}{'k_page':>7}{'pages':>6}{'src':>6} | " + " | ".join(f"{n[:13]:^13}" for n in names)
+    print(head + " | objective")
+    print(f"{'':>43} | " + " | ".join(f"{'hit@5':>6}{'MRR':>6} " for _ in names))
+
+    def line(cfg, res, mark=""):
+        return (f"{cfg['w_dense']:>7}{cfg['k']:>4}{cfg['w_doc']:>6}{cfg['w_page']:>7}{cfg['k_page']:>7}{cfg['n_pages']:>6}"
+                f"{cfg.get('page_src', 'bm25') if cfg['w_page'] else '-':>6} | "
+                + " | ".join(f"{res[n][0]:>6.3f}{res[n][1]:>6.3f} " for n in names) + f" | {objective(res, names):.4f}{mark}")
+
+    for cfg, res in rows[:15]:
+        print(line(cfg, res, "  <- hybrid" if cfg == chosen else ""))
+    cur = next(r for r in rows if r[0] == chosen)
+    print("...\ncurrent hybrid:")
+    print(line(*cur, "  <- hybrid"))
+    for label, cfg in (("no priors", dict(chosen, w_doc=0.0, w_page=0.0, n_pages=0)),
+                       ("no page prior", dict(chosen, w_page=0.0, n_pages=0)),
+                       ("no document prior", dict(chosen, w_doc=0.0))):
+        print(f"{label}:")
+        print(line(cfg, {s.name: score(s, cfg) for s in sets}))
+
+    print("\nleave-one-set-out (chosen on the other sets, scored on the one left out):")
+    print(f"{'left out':>18} | {'chosen there':<58} | hit@5   MRR  | best possible hit@5 MRR")
+    for held in names:
+        others = [n for n in names if n != held]
+        best = max(rows, key=lambda r: objective(r[1], others))
+        oracle = max(rows, key=lambda r: (r[1][held][0] + r[1][held][1]) / 2)
+        c = best[0]
+        desc = (f"w_dense {c['w_dense']} k {c['k']} w_doc {c['w_doc']} w_page {c['w_page']} k_page {c['k_page']} "
+                f"n {c['n_pages']} {c.get('page_src', '') if c['w_page'] else ''}")
+        print(f"{held:>18} | {desc:<58} | {best[1][held][0]:.3f} {best[1][held][1]:.3f} | "
+              f"{oracle[1][held][0]:.3f} {oracle[1][held][1]:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{"config": c, "results": r} for c, r in rows], indent=1))
     return 0
 
 

@@ -70,3 +70,20 @@ def test_search_takes_any_retriever_spec(built):
         assert out["hits"][0]["doc"] == SLIDES.name, spec
     p = pdfqa("search", "x", "-c", built.path, "-r", "doc-bm25", check=2)
     assert "document prior" in p.stderr
+
+
+def test_chunks_command_shows_a_page_verbatim(built):
+    p = subprocess.run([sys.executable, "-m", "pdfqa.cli", "chunks", "cio_dp2020_03_zero_trust.pdf", "--collection",
+                        str(built.path), "--page", "3", "--json"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["doc"] == "cio_dp2020_03_zero_trust.pdf" and out["page"] == 3 and out["chunks"]
+    c = out["chunks"][0]
+    assert {"chunk_id", "pages", "kinds", "title", "heading_path", "context", "text", "embedded"} <= set(c)
+    assert all(3 in ch["pages"] for ch in out["chunks"])
+    human = subprocess.run([sys.executable, "-m", "pdfqa.cli", "chunks", "cio_dp2020_03_zero_trust.pdf", "--collection",
+                            str(built.path), "--page", "3"], capture_output=True, text=True, timeout=300)
+    assert human.returncode == 0 and c["text"].split("\n")[0] in human.stdout and "page 3" in human.stdout
+    bad = subprocess.run([sys.executable, "-m", "pdfqa.cli", "chunks", "nope.pdf", "--collection", str(built.path)],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "no document 'nope.pdf'" in bad.stderr

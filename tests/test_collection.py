@@ -232,3 +232,68 @@ def test_a_file_failing_mid_pipeline_does_not_stop_or_damage_the_others(tmp_path
     again = col.index(files, progress=False)
     assert {f.doc: f.status for f in again.files}[JA_PAPER.name] == "indexed"
     assert col.search("ゼロトラストを提唱したのは誰", k=1)[0].chunk.doc == JA_PAPER.name
+
+
+def _age_chunking(col, version: int = 1) -> None:
+    """Make the collection look as if an older pdfqa (chunking ``version``) had indexed it."""
+    with col.store.db:
+        col.store.db.execute("UPDATE documents SET chunking=?", (version,))
+
+
+def test_documents_of_an_older_chunking_are_rechunked_not_mixed(fresh_copy):
+    from pdfqa.chunking import CHUNKING_VERSION
+
+    _age_chunking(fresh_copy)
+    assert {d.doc for d in fresh_copy.stale_documents()} == {SLIDES.name, JA_PAPER.name}
+    before = {c.chunk_id: c.text for _, c, _ in fresh_copy.store.iter_chunks()}
+    report = fresh_copy.index([], progress=False)  # no new files: the stale ones are redone from their paths
+    assert sorted(f.doc for f in report.indexed) == sorted([SLIDES.name, JA_PAPER.name])
+    assert all(f.embedded == 0 for f in report.indexed)  # same text: every vector came from the cache
+    assert not fresh_copy.stale_documents()
+    assert {d.chunking for d in fresh_copy.documents()} == {CHUNKING_VERSION}
+    assert {c.chunk_id: c.text for _, c, _ in fresh_copy.store.iter_chunks()} == before
+    assert fresh_copy.search("What is byte pair encoding?", k=1)[0].chunk.doc == SLIDES.name
+
+
+def test_an_older_chunking_whose_file_is_gone_is_refused_with_the_fix(tmp_path, built):
+    pdf = tmp_path / "notes.pdf"
+    shutil.copy(JA_PAPER, pdf)
+    col = Collection.open(tmp_path / "c", create=True)
+    col.index([pdf], progress=False)
+    _age_chunking(col)
+    pdf.unlink()
+    gen = col.store.generation
+    with pytest.raises(CollectionError, match=r"chunked by an older pdfqa.*notes\.pdf.*pdfqa remove"):
+        col.index([SLIDES], progress=False)
+    assert col.store.generation == gen and [d.doc for d in col.documents()] == ["notes.pdf"]  # nothing mixed in
+    col.close()
+
+
+def test_collections_written_before_titles_existed_still_open(fresh_copy):
+    """Format 1 collections from before this change have no title/chunking columns: read as untitled v1."""
+    path = fresh_copy.path
+    fresh_copy.close()
+    db = sqlite3.connect(path / "chunks.sqlite")
+    db.executescript("""
+        CREATE TABLE d2 AS SELECT doc, doc_hash, path, bytes, pages, chunks, skipped, reader, indexed_at FROM documents;
+        DROP TABLE documents; ALTER TABLE d2 RENAME TO documents;""")
+    db.close()
+    ro = Collection.open(path, readonly=True)
+    assert {d.chunking for d in ro.documents()} == {1} and {d.title for d in ro.documents()} == {""}
+    assert ro.search("What is byte pair encoding?", k=1)[0].chunk.title == ""
+    ro.close()
+    rw = Collection.open(path)  # a writer adds the columns and re-chunks on the next index
+    assert len(rw.stale_documents()) == 2
+    rw.close()
+
+
+def test_chunks_of_a_page_show_what_was_indexed(built):
+    on3 = built.chunks(JA_PAPER.name, page=3)
+    assert on3 and all(3 in c.pages for c in on3)
+    assert all(c.title == "政府情報システムにおけるゼロトラスト適用に向けた考え方" for c in on3)
+    assert any("表 １-1 用語の定義" in c.text for c in on3)
+    emb = built.embedded_text(on3[0])
+    assert emb.endswith(on3[0].text) and emb.startswith(on3[0].title)
+    assert [c.chunk_id for c in built.chunks(SLIDES.name)] == sorted(c.chunk_id for c in built.chunks(SLIDES.name))
+    with pytest.raises(CollectionError, match="no document 'nope.pdf'; documents: "):
+        built.chunks("nope.pdf")

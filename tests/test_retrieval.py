@@ -53,10 +53,10 @@ def test_tfidf_is_cosine_of_sublinear_tf_idf():
 
 
 def test_spec_grammar():
-    assert parse_spec("hybrid") == (["bm25", "dense", "doc-bm25"], [])
-    assert parse_spec("hybrid:minilm") == (["bm25", "minilm", "doc-bm25"], [])
+    assert parse_spec("hybrid") == (["bm25", "dense", "doc-bm25", "page-bm25"], [])
+    assert parse_spec("hybrid:minilm") == (["bm25", "minilm", "doc-bm25", "page-bm25"], [])
     assert parse_spec("bm25+minilm|mmr:0.3") == (["bm25", "minilm"], [("mmr", "0.3")])
-    assert parse_spec("rerank:/models/ce") == (["bm25", "dense", "doc-bm25"], [("rerank", "/models/ce")])
+    assert parse_spec("rerank:/models/ce") == (["bm25", "dense", "doc-bm25", "page-bm25"], [("rerank", "/models/ce")])
     assert parse_spec("st:intfloat/multilingual-e5-base") == (["st:intfloat/multilingual-e5-base"], [])
     with pytest.raises(UnknownComponentError, match="retriever stage"):
         parse_spec("bm25|boost")
@@ -90,7 +90,7 @@ def test_hybrid_is_reciprocal_rank_fusion_of_its_parts(built):
     got = [h.chunk.chunk_id for h in built.search(q, k=5, retriever="hybrid")]
     assert got == expect
     assert [h.score for h in built.search(q, k=5, retriever="hybrid")] == [round(fused[c], 6) for c in expect]
-    weighted = get_retriever(built, "hybrid", weights=[0.0, 1.0, 0.0]).search(q, k=5)
+    weighted = get_retriever(built, "hybrid", weights=[0.0, 1.0, 0.0, 0.0]).search(q, k=5)
     assert [h.chunk.chunk_id for h in weighted] == de[:5]
 
 
@@ -208,9 +208,10 @@ def filings(tmp_path_factory):
 
 @pytest.mark.slow
 def test_document_prior_keeps_answers_in_the_filing_the_question_names(filings):
-    """10-Q chunks rarely name their company; whole documents do. On real filings of three companies
-    (61 questions of sec10q), BM25 over whole documents ranks a gold filing first for 9 in 10
-    questions, and fusing it makes hybrid's top 5 chunks come from a gold filing more often."""
+    """10-Q chunks rarely name their company; whole documents do, and so does each chunk's context line
+    (the cover's "Apple Inc., Form 10-Q, quarterly period ended ..."). On real filings of three companies
+    (61 questions of sec10q), BM25 over whole documents ranks a gold filing first for 9 in 10 questions,
+    and hybrid's top 5 chunks come from a gold filing 9 times in 10."""
     col, items = filings
     tok = get_tokenizer("default")
     idx = col.document_index()
@@ -222,4 +223,5 @@ def test_document_prior_keeps_answers_in_the_filing_the_question_names(filings):
                         for it in items])
 
     without, with_prior = purity("bm25+dense"), purity("hybrid")
-    assert with_prior > without + 0.05, (with_prior, without)  # measured: 0.90 vs 0.83 (e5-small alone: 0.91)
+    # measured: 0.91 and 0.92 (before chunks carried their document's title: 0.90 and 0.83)
+    assert with_prior >= 0.88 and without >= 0.88, (with_prior, without)

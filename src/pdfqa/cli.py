@@ -38,6 +38,8 @@ def index(
     embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Embedder spec (default e5-small). On an "
                                            "existing collection, adds an index for it over the same chunks."),
     chunk_tokens: int = typer.Option(256, help="Maximum chunk size in the embedder's tokens (new collections)."),
+    context: str = typer.Option("title+headings", "--context", help="What is embedded with each chunk's text (new "
+                                "collections): title+headings, headings or none."),
     index_kind: Optional[str] = typer.Option(None, "--index-kind", help="FAISS index: flat (exact, default), "
                                              "hnsw or ivfpq (large collections)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -50,7 +52,8 @@ def index(
     from .collection import Collection
 
     try:
-        col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url)
+        col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url,
+                              context=context)
         report = col.index(paths or [], progress=not quiet and not as_json,
                            on_file=None if as_json else _print_file, ocr=ocr)
         if index_kind:
@@ -141,6 +144,37 @@ def info(collection: Path = CollectionOpt,
     for d in data["documents"]:
         table.add_row(d["doc"], str(d["pages"]), str(d["chunks"]), str(len(d["skipped"])))
     out.print(table)
+
+
+@app.command()
+def chunks(
+    doc: str = typer.Argument(..., help="Document name (file name) as shown by `pdfqa info`."),
+    collection: Path = CollectionOpt,
+    page: Optional[int] = typer.Option(None, "--page", "-p", help="Only the chunks on this page (1-based)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the chunks as JSON."),
+) -> None:
+    """Show what was indexed for DOC: each chunk's pages, kinds, context (title > headings) and text."""
+    from .collection import Collection
+
+    try:
+        with Collection.open(collection, readonly=True) as col:
+            found = col.chunks(doc, page)
+            rows = [{**c.to_metadata(), "context": c.context, "text": c.text, "embedded": col.embedded_text(c)}
+                    for c in found]
+    except PdfqaError as e:
+        _fail(e)
+    if as_json:
+        _dump({"doc": doc, "page": page, "chunks": rows})
+        return
+    if not rows:
+        out.print(f"no chunks on page {page} of {doc} (skipped, blank, or furniture only)", markup=False, highlight=False)
+    for r in rows:
+        pages = f"pages {r['pages'][0]}-{r['pages'][-1]}" if len(r["pages"]) > 1 else f"page {r['page']}"
+        out.print(f"── {r['chunk_id']} · {pages} · {', '.join(r['kinds'])}", markup=False, highlight=False)
+        if r["context"]:
+            out.print(f"   {r['context']}", style="dim", markup=False, highlight=False)
+        out.print(r["text"], markup=False, highlight=False)
+        out.print()
 
 
 @app.command()
@@ -369,6 +403,8 @@ def eval_(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write report.md, CSVs and plots here."),
     workdir: Path = typer.Option(Path(".pdfqa-eval"), "--workdir", help="Cache of parsed, chunked, embedded pools."),
+    context: str = typer.Option("title+headings", "--context", help="What is embedded with each chunk (a new pool): "
+                                "title+headings, headings or none."),
     generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Also answer and score the answers."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     base_url: Optional[str] = BaseUrlOpt,
@@ -379,7 +415,7 @@ def eval_(
 
     try:
         items = load_qa(qa)
-        col = open_pool(workdir, pdfs=pdfs, corpus=corpus, progress=not quiet, base_url=base_url)
+        col = open_pool(workdir, pdfs=pdfs, corpus=corpus, progress=not quiet, base_url=base_url, context=context)
         run = evaluate(col, items, list(retriever), k=k, limit=limit, progress=not quiet, qa_name=str(qa),
                        pool_name=str(pdfs or corpus), generator=generator)
     except PdfqaError as e:

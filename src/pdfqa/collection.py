@@ -18,12 +18,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .chunking import DEFAULT_MAX_TOKENS, DEFAULT_MIN_TOKENS, chunk_document
-from .documents import Hit, Page, PdfContent
+from .chunking import CHUNKING_VERSION, DEFAULT_MAX_TOKENS, DEFAULT_MIN_TOKENS, chunk_document
+from .documents import CONTEXT_MODES, DEFAULT_CONTEXT, Chunk, Hit, Page, PdfContent
 from .embeddings import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .errors import CollectionError, EmbedderMismatchError
 from .faiss_index import DenseIndex
-from .lexical import LEXICAL_KINDS, DocumentIndex, LexicalIndex, build_lexical
+from .lexical import LEXICAL_KINDS, DocumentIndex, LexicalIndex, PageIndex, build_lexical
 from .text.tokenize import cache_key, get_tokenizer
 from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, prefetch, prepare
 from .pdf import DEFAULT_READER
@@ -48,6 +48,7 @@ class Collection:
         self._indexes: dict[str, DenseIndex] = {}
         self._lexical_cache: dict[str, LexicalIndex] = {}
         self._doc_index: DocumentIndex | None = None
+        self._page_index: PageIndex | None = None
         self._query_cache: dict[tuple[str, str], np.ndarray] = {}
         self._query_cache_size = 1024
         #: embedders this collection holds itself: fitted on its chunks (word2vec:train) or bound to its
@@ -59,7 +60,7 @@ class Collection:
     @classmethod
     def open(cls, path: str | Path, *, embedder: str | None = None, create: bool = False,
              chunk_tokens: int = DEFAULT_MAX_TOKENS, reader: str = DEFAULT_READER,
-             headings_in_embedding: bool = True, readonly: bool = False,
+             context: str = DEFAULT_CONTEXT, readonly: bool = False,
              base_url: str | None = None) -> "Collection":
         """Open the collection at ``path`` (``create=True`` makes a new one if there is none).
 
@@ -75,9 +76,13 @@ class Collection:
                 Store.open(path)  # raises the explanatory error
             spec = embedder or DEFAULT_EMBEDDER
             emb = get_embedder(spec)  # fail on unknown names before creating anything
+            if context not in CONTEXT_MODES:
+                from .errors import UnknownComponentError
+
+                raise UnknownComponentError("chunk context", context, list(CONTEXT_MODES))
             store = Store.create(path, default_embedder=emb.spec, chunking={
                 "max_tokens": chunk_tokens, "min_tokens": DEFAULT_MIN_TOKENS, "reader": reader,
-                "headings_in_embedding": headings_in_embedding, "tokenizer": emb.spec})
+                "context": context, "version": CHUNKING_VERSION, "tokenizer": emb.spec})
             store.manifest["lexical"] = {"bm25": {"tokenizer": DEFAULT_LEXICAL_TOKENIZER}}
             store.save_manifest()
             return cls(store, emb.spec, base_url=base_url)
@@ -160,11 +165,19 @@ class Collection:
         def run(content):
             return chunk_document(content, count_tokens=emb.count_tokens, max_tokens=max_tokens,
                                   min_tokens=int(cfg.get("min_tokens", DEFAULT_MIN_TOKENS)),
-                                  heading_in_budget=cfg.get("headings_in_embedding", True))
+                                  context=self.context_mode)
         return run
 
+    @property
+    def context_mode(self) -> str:
+        """What is embedded with each chunk's text (``chunking.context`` in the manifest; see
+        :meth:`~pdfqa.documents.Chunk.embed_text`). Collections made before it existed said
+        ``headings_in_embedding``."""
+        cfg = self.store.manifest["chunking"]
+        return cfg.get("context") or (DEFAULT_CONTEXT if cfg.get("headings_in_embedding", True) else "none")
+
     def _embed_text(self, chunk) -> str:
-        return chunk.embed_text(self.store.manifest["chunking"].get("headings_in_embedding", True))
+        return chunk.embed_text(self.context_mode)
 
     def index(self, paths: Iterable[str | Path], *, progress: bool = True,
               on_file: Callable[[FileResult], None] | None = None,
@@ -189,8 +202,10 @@ class Collection:
             chunker = self._chunker(primary)
             reader = self.store.manifest["chunking"].get("reader", DEFAULT_READER)
             names: dict[str, Path] = {}
+            files = self._with_stale(files)
             # the reader thread must not touch the SQLite connection: it sees a snapshot of doc hashes
-            hashes = {d.doc: d.doc_hash for d in self.store.documents()}
+            # (documents chunked by an older version count as unknown, so they are read again)
+            hashes = {d.doc: d.doc_hash for d in self.store.documents() if not self._stale(d)}
 
             def work(path: Path) -> Prepared:
                 if path.name in names and names[path.name] != path:
@@ -263,6 +278,33 @@ class Collection:
             bar.close()
             self._ocr_bar = None
 
+    @staticmethod
+    def _stale(d: DocumentRecord) -> bool:
+        return d.reader != "text" and d.chunking != CHUNKING_VERSION
+
+    def stale_documents(self) -> list[DocumentRecord]:
+        """PDFs whose chunks were made by an older chunking version (the next :meth:`index` redoes them)."""
+        return [d for d in self.store.documents() if self._stale(d)]
+
+    def _with_stale(self, files: list[Path]) -> list[Path]:
+        """``files`` plus every document chunked by an older version, from the path it was indexed from:
+        a collection never mixes two chunkings. Refuses (nothing changed) when such a file is gone."""
+        stale = self.stale_documents()
+        if not stale:
+            return files
+        given = {f.name for f in files}
+        missing = [d for d in stale if d.doc not in given and not Path(d.path).is_file()]
+        if missing:
+            names = ", ".join(d.doc for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise CollectionError(
+                f"{self.path}: {len(stale)} document(s) were chunked by an older pdfqa (chunking v"
+                f"{min(d.chunking for d in stale)}, now v{CHUNKING_VERSION}) and must be re-chunked before "
+                f"anything is added, but these files are no longer where they were indexed from: {names}. "
+                f"Index them again from their new place (pdfqa index FILE --collection {self.path}) or remove "
+                f"them (pdfqa remove DOC --collection {self.path}).")
+        log.info("re-chunking %d document(s) made by an older chunking version", len(stale))
+        return files + [Path(d.path) for d in stale if d.doc not in given]
+
     def _commit(self, prep: Prepared, specs: list[str], stages: dict, progress: bool) -> FileResult:
         path = prep.path
         for k, v in prep.seconds.items():
@@ -300,7 +342,8 @@ class Collection:
         rec = DocumentRecord(doc=content.doc, doc_hash=content.doc_hash, path=str(path.resolve()) if is_file else "",
                              bytes=path.stat().st_size if is_file else sum(len(c.text) for c in chunks),
                              pages=len(content.pages), chunks=len(chunks),
-                             skipped=content.skipped_pages, reader=content.reader)
+                             skipped=content.skipped_pages, reader=content.reader,
+                             title=chunks[0].title if chunks else "", chunking=CHUNKING_VERSION if is_file else 1)
         indexes = {spec: self._index(spec) for spec in specs}  # current state, before this commit
         ocr_pages = {p.number: {"confidence": p.ocr_confidence, "rotation": p.ocr_rotation, "words": p.ocr_words}
                      for p in content.pages if p.ocr}
@@ -376,7 +419,7 @@ class Collection:
                               char_start=0, char_end=len(text))
                 chunks = chunk_blocks([block], doc=doc, doc_hash=digest, page_labels={1: None},
                                       count_tokens=primary.count_tokens, max_tokens=max_tokens,
-                                      heading_in_budget=cfg.get("headings_in_embedding", True))
+                                      context=self.context_mode)
                 stages["chunk"] += time.perf_counter() - t
                 content = PdfContent(path=doc, doc=doc, doc_hash=digest, pages=[Page(1, None, 0, 0)], reader="text")
                 batch.append(Prepared(path=Path(doc), content=content, chunks=chunks))
@@ -487,7 +530,8 @@ class Collection:
         for kind in self.store.manifest.get("lexical", {}):
             self.lexical(kind)  # rebuilt from cached tokens and saved when behind
         if "bm25" in self.store.manifest.get("lexical", {}):
-            self.document_index()  # hybrid's document prior, kept in step with the chunks
+            self.document_index()  # hybrid's document and page priors, kept in step with the chunks
+            self.page_index()
 
     # ------------------------------------------------------------------ lexical indexes
 
@@ -550,6 +594,18 @@ class Collection:
         self._doc_index, _ = self._load_or_build(self.path / "lexical" / "documents", name, self._doc_index,
                                                  DocumentIndex.load, build)
         return self._doc_index
+
+    def page_index(self) -> PageIndex:
+        """BM25 over whole pages (see :class:`~pdfqa.lexical.PageIndex`), with the ``bm25`` index's
+        tokenizer; rebuilt from the cached chunk tokens when the collection has changed."""
+        name = self.store.manifest.get("lexical", {}).get("bm25", {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
+
+        def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> PageIndex:
+            return PageIndex.build(ids, docs, self.store.chunk_pages(), [toks[h] for h in hashes])
+
+        self._page_index, _ = self._load_or_build(self.path / "lexical" / "pages", name, self._page_index,
+                                                  PageIndex.load, build)
+        return self._page_index
 
     def _load_or_build(self, path: Path, tokenizer: str, cached, load: Callable, build: Callable) -> tuple:
         """A lexical index derived from the chunks' tokens under ``tokenizer``: ``cached`` if it is
@@ -664,6 +720,26 @@ class Collection:
 
     def documents(self) -> list[DocumentRecord]:
         return self.store.documents()
+
+    def chunks(self, doc: str, page: int | None = None) -> list[Chunk]:
+        """The chunks of document ``doc`` (its file name) in reading order, or only those on ``page``
+        (1-based): what was indexed, for debugging retrieval. Each :class:`~pdfqa.documents.Chunk`
+        carries its text, ``pages``, ``kinds``, ``title``, ``heading_path`` and ``context``;
+        ``self.embedded_text(chunk)`` is exactly what was embedded.
+
+        >>> [c.kinds for c in col.chunks("3M_2018_10K.pdf", page=60)]      # doctest: +SKIP
+        [['table'], ['table']]
+        """
+        if self.store.document(doc) is None:
+            names = [d.doc for d in self.store.documents()]
+            raise CollectionError(f"{self.path}: no document {doc!r}; documents: "
+                                  f"{', '.join(names[:20]) + (' ...' if len(names) > 20 else '') or 'none'}")
+        out = [c for _, c, _ in self.store.iter_chunks(doc)]
+        return [c for c in out if page in c.pages] if page is not None else out
+
+    def embedded_text(self, chunk: Chunk) -> str:
+        """The exact text embedded (and tokenized for BM25) for ``chunk``: context line, then text."""
+        return self._embed_text(chunk)
 
     def info(self) -> dict:
         """Summary for humans and scripts: documents, chunks, embedders, format."""

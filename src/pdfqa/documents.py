@@ -13,13 +13,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+#: What is embedded (and indexed by BM25) with a chunk's text: see :meth:`Chunk.embed_text`.
+CONTEXT_MODES = ("title+headings", "headings", "none")
+DEFAULT_CONTEXT = "title+headings"
+
 #: Block kinds produced by :mod:`pdfqa.chunking`.
 BLOCK_KINDS = ("heading", "paragraph", "list", "table", "slide")
 
 #: Metadata keys every chunk carries (LangChain ``Document.metadata`` and the JSON outputs).
+#: ``title`` is the document's title (PDF metadata, a filing's cover, the first page's title, else the
+#: file name); ``heading_path`` the section headings above the chunk, outermost first.
 CHUNK_METADATA_KEYS = (
     "chunk_id", "doc", "doc_hash", "page", "pages", "page_label",
-    "heading_path", "kinds", "char_start", "char_end", "ocr", "ocr_confidence",
+    "title", "heading_path", "kinds", "char_start", "char_end", "ocr", "ocr_confidence",
 )
 
 
@@ -41,6 +47,19 @@ class Line:
 
 
 @dataclass(slots=True)
+class TableRegion:
+    """A table a reader found on a page (readers with a table finder, e.g. ``pdfplumber``): its box in
+    visual coordinates and its rows of cells, header rows first (``header_rows`` of them)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    rows: list[list[str]]
+    header_rows: int = 1
+
+
+@dataclass(slots=True)
 class Page:
     """One page: 1-based physical ``number``, printed ``label`` (``None`` without /PageLabels)."""
 
@@ -51,6 +70,8 @@ class Page:
     lines: list[Line] = field(default_factory=list)
     #: why the page is not indexed ("no text layer", "garbled text ..."), ``None`` when it is usable
     skip_reason: str | None = None
+    #: tables found by the reader; their lines are replaced by one table block each (see pdfqa.chunking)
+    tables: list[TableRegion] = field(default_factory=list)
     #: the lines come from OCR (:mod:`pdfqa.pdf.ocr`): its confidence (0..1), the turn that made the page
     #: upright (degrees counter-clockwise), and the words ``[text, conf, x0, y0, x1, y1]`` (points, as rendered)
     ocr: bool = False
@@ -73,6 +94,7 @@ class PdfContent:
     pages: list[Page]
     outline: list[tuple[int, str, int]] = field(default_factory=list)  # (level, title, 1-based page)
     reader: str = ""
+    metadata_title: str | None = None  # the PDF's /Title when it is a real title (not "Microsoft Word - x.docx")
 
     @property
     def skipped_pages(self) -> list[tuple[int, str]]:
@@ -90,6 +112,10 @@ class Block:
     char_start: int = 0
     char_end: int = 0
     level: int = 0  # heading level (1 = top) for headings
+    #: tables: the title above the table ("Consolidated Statement of Cash Flows", "表 1-1 用語の定義")
+    caption: str = ""
+    #: tables: the column header rows ("(Millions) 2018 2017 2016"), repeated in every chunk of the table
+    header: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -106,6 +132,7 @@ class Chunk:
     kinds: list[str]
     char_start: int
     char_end: int
+    title: str = ""
     #: its text was read by OCR from page images; ``ocr_confidence``: the lowest of its pages' (0..1)
     ocr: bool = False
     ocr_confidence: float | None = None
@@ -114,17 +141,48 @@ class Chunk:
     def page(self) -> int:
         return self.pages[0]
 
-    def embed_text(self, with_headings: bool = True) -> str:
-        """The text given to the embedder: the heading path on a first line, then the text."""
-        if with_headings and self.heading_path:
-            return " > ".join(self.heading_path) + "\n" + self.text
-        return self.text
+    @property
+    def context(self) -> str:
+        """Where the chunk sits: the document title and the two innermost section headings, each cut
+        to 12 words (``"3M COMPANY, Form 10-K, ... > Item 8. Financial Statements ... > ..."``)."""
+        return chunk_context(self.title, self.heading_path)
+
+    def embed_text(self, context: str | bool = True) -> str:
+        """The text given to the embedder and to BM25: a context line, then the text.
+
+        ``context`` is one of :data:`CONTEXT_MODES`: ``"title+headings"`` (the document title and the
+        innermost headings), ``"headings"``, ``"none"``; ``True`` means the default
+        (:data:`DEFAULT_CONTEXT`), ``False`` ``"none"``.
+        """
+        mode = DEFAULT_CONTEXT if context is True else "none" if context is False else context
+        if mode not in CONTEXT_MODES:
+            raise ValueError(f"unknown chunk context {mode!r}; known: {', '.join(CONTEXT_MODES)}")
+        if mode == "none":
+            return self.text
+        line = chunk_context(self.title if mode == "title+headings" else "", self.heading_path)
+        return line + "\n" + self.text if line else self.text
 
     def to_metadata(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("text")
         d["page"] = self.page
         return d
+
+
+def chunk_context(title: str, heading_path: list[str], *, depth: int = 2, words: int = 12) -> str:
+    """The context line embedded with a chunk (see :attr:`Chunk.context`): bounded, because it is
+    repeated in every chunk of a section.
+
+    >>> chunk_context("Annual Report 2018", ["PART II", "Item 8. Financial Statements", "Balance Sheet"])
+    'Annual Report 2018 > Item 8. Financial Statements > Balance Sheet'
+    """
+    def cut(text: str) -> str:
+        parts = text.split()
+        if len(parts) > 1:
+            return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+        return text[:40]  # CJK headings have no spaces: 40 characters
+    parts = [cut(h) for h in heading_path[-depth:]]
+    return " > ".join([cut(title), *parts] if title else parts)
 
 
 @dataclass(slots=True)
@@ -140,7 +198,8 @@ class Hit:
         return {
             "doc": c.doc, "page": c.page, "pages": list(c.pages), "page_label": c.page_label,
             "score": round(float(self.score), 6), "text": c.text, "chunk_id": c.chunk_id,
-            "heading_path": list(c.heading_path), "ocr": c.ocr, "ocr_confidence": c.ocr_confidence,
+            "title": c.title, "heading_path": list(c.heading_path), "kinds": list(c.kinds),
+            "ocr": c.ocr, "ocr_confidence": c.ocr_confidence,
         }
 
     def to_document(self):

@@ -250,6 +250,79 @@ class DocumentIndex:
         return idx
 
 
+class PageIndex:
+    """BM25 over whole pages (the tokens of every chunk on a page; a chunk spanning two pages counts
+    on both): which *page* a query is about. A financial statement, a KPI table or a slide fills its
+    page, and questions about it name words spread over the whole page ("capital expenditure ... cash
+    flow statement") that no single chunk holds. ``hybrid`` fuses it as a page prior
+    (:mod:`pdfqa.retrieval`), and the chunks of its best pages join the candidates.
+
+    >>> idx = PageIndex.build([1, 2, 3], ["a.pdf", "a.pdf", "b.pdf"], [[1], [1, 2], [1]],
+    ...                       [["cash", "flows"], ["capital", "expenditure"], ["revenue"]])
+    >>> idx.ranks(["capital", "cash"])
+    {('a.pdf', 1): 1, ('a.pdf', 2): 2}
+    >>> idx.chunks_of(("a.pdf", 2))
+    [2]
+    """
+
+    tokenizer_key = ""
+
+    def __init__(self, bm25: BM25Index, pages: list[tuple[str, int]], chunk_ids: list[list[int]],
+                 generation: int = 0):
+        self.bm25, self.pages, self.chunk_ids, self.generation = bm25, pages, chunk_ids, generation
+        self._pos = {p: i for i, p in enumerate(pages)}
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    @classmethod
+    def build(cls, ids, chunk_docs: list[str], chunk_pages: list[list[int]], token_lists: list[list[str]],
+              generation: int = 0) -> "PageIndex":
+        pos: dict[tuple[str, int], int] = {}
+        bags: list[list[str]] = []
+        members: list[list[int]] = []
+        for cid, d, pages, toks in zip(np.asarray(ids).tolist(), chunk_docs, chunk_pages, token_lists):
+            for pg in pages:
+                key = (d, int(pg))
+                if key not in pos:
+                    pos[key] = len(bags)
+                    bags.append([])
+                    members.append([])
+                bags[pos[key]].extend(toks)
+                members[pos[key]].append(int(cid))
+        pages_list = list(pos)
+        return cls(BM25Index.build(np.arange(len(bags), dtype=np.int64), bags), pages_list, members, generation)
+
+    def ranks(self, tokens: list[str], k: int = 50) -> dict[tuple[str, int], int]:
+        """(document, page) → 1-based rank for the best ``k`` pages that match ``tokens`` at all."""
+        ids, _ = self.bm25.search(tokens, min(k, len(self.pages))) if self.pages else ([], [])
+        return {self.pages[i]: r for r, i in enumerate(ids, 1)}
+
+    def chunks_of(self, page: tuple[str, int]) -> list[int]:
+        """Row ids of the chunks on ``page`` (document, 1-based page)."""
+        i = self._pos.get(page)
+        return list(self.chunk_ids[i]) if i is not None else []
+
+    def save(self, path: Path, meta: dict) -> None:
+        self.bm25.generation = self.generation
+        self.bm25.save(path, {**meta, "pages": [[d, p] for d, p in self.pages], "chunk_ids": self.chunk_ids})
+
+    @classmethod
+    def load(cls, path: Path) -> "PageIndex":
+        bm25 = LexicalIndex.load(path)
+        meta = bm25.meta
+        try:
+            pages = [(str(d), int(p)) for d, p in meta["pages"]]
+            chunk_ids = [[int(x) for x in row] for row in meta["chunk_ids"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CollectionError(f"{path}: not a page index ({e})") from e
+        if len(pages) != len(bm25) or len(chunk_ids) != len(pages):
+            raise CollectionError(f"{path}: {len(pages)} page names for {len(bm25)} rows")
+        idx = cls(bm25, pages, chunk_ids, bm25.generation)
+        idx.tokenizer_key = bm25.tokenizer_key
+        return idx
+
+
 def build_lexical(kind: str, ids, token_lists: list[list[str]]) -> LexicalIndex:
     if kind == "bm25":
         return BM25Index.build(ids, token_lists)

@@ -13,7 +13,7 @@ Spec grammar (the same in the CLI, Python, evaluation reports):
   diverse ones; ``rerank:<model>`` alone means ``hybrid|rerank:<model>``.
 
 >>> parse_spec("hybrid|mmr:0.7")
-(['bm25', 'dense', 'doc-bm25'], [('mmr', '0.7')])
+(['bm25', 'dense', 'doc-bm25', 'page-bm25'], [('mmr', '0.7')])
 """
 from __future__ import annotations
 
@@ -35,13 +35,22 @@ DEFAULT_RETRIEVER = "hybrid"
 #: public sets jsquad_valid, squad_expmrc (passages) and sec10q (PDFs) with benchmarks/fusion_grid.py
 #: (see benchmarks/README.md)
 RRF_K = 20
-HYBRID_WEIGHTS = (1.0, 0.5, 0.5)
+#: (BM25, dense, document prior, page prior)
+HYBRID_WEIGHTS = (1.0, 0.5, 0.5, 0.0)
 #: the document prior's own RRF constant: small, so the best-matching documents stand out (any of
 #: 1-10 with a weight of 0.35-1.0 gave the same doc-hit@5 on sec10q)
 DOC_RRF_K = 5
 #: the document prior takes part only where documents have at least this many chunks on average
 DOC_PRIOR_MIN_CHUNKS = 2.0
 DOC_PRIOR = "doc-bm25"
+#: the page prior: BM25 over whole pages; its RRF constant, and how many of its best pages bring their
+#: chunks into the candidates; it takes part only where pages hold this many chunks on average (not in
+#: passage pools or slide decks, where a page is a chunk)
+PAGE_PRIOR = "page-bm25"
+PAGE_RRF_K = 5
+PAGE_CANDIDATES = 3
+PAGE_PRIOR_MIN_CHUNKS = 1.5
+PRIORS = (DOC_PRIOR, PAGE_PRIOR)
 
 
 def parse_spec(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -51,9 +60,9 @@ def parse_spec(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
         spec = f"{DEFAULT_RETRIEVER}|{spec}"
     head, *stages = [s.strip() for s in spec.split("|")]
     if head == "hybrid":
-        parts = ["bm25", "dense", DOC_PRIOR]
+        parts = ["bm25", "dense", DOC_PRIOR, PAGE_PRIOR]
     elif head.startswith("hybrid:"):
-        parts = ["bm25", head[len("hybrid:"):], DOC_PRIOR]
+        parts = ["bm25", head[len("hybrid:"):], DOC_PRIOR, PAGE_PRIOR]
     else:
         parts = [p.strip() for p in head.split("+")] if "+" in head and not head.startswith(("st:", "bert:", "word2vec:")) else [head]
     post = []
@@ -70,9 +79,9 @@ def part_kind(part: str) -> str:
     ``dense`` (``dense`` or an embedder spec).
 
     >>> [part_kind(p) for p in parse_spec("hybrid")[0]]
-    ['lexical', 'dense', 'prior']
+    ['lexical', 'dense', 'prior', 'prior']
     """
-    if part == DOC_PRIOR:
+    if part in PRIORS:
         return "prior"
     return "lexical" if part.split(":")[0] in ("bm25", "tfidf") else "dense"
 
@@ -114,8 +123,9 @@ class LexicalRetriever(Retriever):
 
 
 def _prior_alone() -> UnknownComponentError:
-    return UnknownComponentError("retriever", DOC_PRIOR, [f"A+{DOC_PRIOR} (a document prior fused with a retriever, "
-                                                          "e.g. e5-small+doc-bm25)", "hybrid"])
+    return UnknownComponentError("retriever", "+".join(PRIORS), [
+        f"A+{DOC_PRIOR} (a document prior fused with a retriever, e.g. e5-small+doc-bm25)",
+        f"A+{PAGE_PRIOR} (a page prior fused with a retriever, e.g. bm25+dense+page-bm25)", "hybrid"])
 
 
 class DocumentPrior:
@@ -145,6 +155,43 @@ class DocumentPrior:
         return idx.ranks(self._tok(query)) if idx.chunks_per_doc >= self.min_chunks else {}
 
 
+class PagePrior:
+    """``page-bm25``: ranks *pages* by BM25 over their whole text (see :class:`~pdfqa.lexical.PageIndex`);
+    in a fusion each candidate chunk gains ``w / (k_page + the rank of its best page)``, and the chunks
+    of the ``candidates`` best pages join the candidates (a statement that fills a page is found as that
+    page even when none of its chunks ranks alone). ``active`` is False where pages average fewer than
+    :data:`PAGE_PRIOR_MIN_CHUNKS` chunks (passage pools, slide decks: a page is a chunk there)."""
+
+    name = PAGE_PRIOR
+
+    def __init__(self, collection, k_page: int = PAGE_RRF_K, candidates: int = PAGE_CANDIDATES,
+                 min_chunks: float = PAGE_PRIOR_MIN_CHUNKS):
+        from .text.tokenize import get_tokenizer
+
+        self.collection, self.k_page, self.candidates, self.min_chunks = collection, k_page, candidates, min_chunks
+        self.collection.page_index()  # built (and saved) now, not on the first query
+        self._tok = get_tokenizer(collection.store.manifest.get("lexical", {}).get("bm25", {})
+                                  .get("tokenizer", "default"))
+
+    def _active(self, idx) -> bool:
+        return len(idx) > 0 and sum(map(len, idx.chunk_ids)) / len(idx) >= self.min_chunks
+
+    @property
+    def active(self) -> bool:
+        return self._active(self.collection.page_index())
+
+    def ranks(self, query: str, k: int = 50) -> dict[tuple[str, int], int]:
+        """(document, page) → 1-based rank for ``query`` ({} where the prior does not take part)."""
+        idx = self.collection.page_index()
+        return idx.ranks(self._tok(query), k) if self._active(idx) else {}
+
+    def candidate_rows(self, ranks: dict[tuple[str, int], int]) -> list[int]:
+        """Row ids of the chunks on the best :attr:`candidates` pages of ``ranks``."""
+        idx = self.collection.page_index()
+        best = sorted(ranks, key=ranks.get)[:self.candidates]
+        return [rid for page in best for rid in idx.chunks_of(page)]
+
+
 class FusionRetriever(Retriever):
     """Reciprocal-rank fusion: score = Σ wᵢ / (k_rrf + rankᵢ); each part contributes its top ``depth``.
     A :class:`DocumentPrior` part adds ``w / (k_doc + rank of the chunk's document)`` to every candidate."""
@@ -155,28 +202,77 @@ class FusionRetriever(Retriever):
         self.weights = weights or [1.0] * len(parts)
         if len(self.weights) != len(parts):
             raise ValueError(f"{len(self.weights)} fusion weights for {len(parts)} retrievers")
-        if all(isinstance(p, DocumentPrior) for p in parts):
-            raise _prior_alone()  # a prior ranks documents, not chunks
+        if all(isinstance(p, (DocumentPrior, PagePrior)) for p in parts):
+            raise _prior_alone()  # a prior ranks documents or pages, not chunks
         self.k_rrf, self.depth = k_rrf, depth
         self.name = name or "+".join(p.name for p in parts)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
-        fused: dict[str, float] = {}
-        chunks = {}
-        priors = []
+        rankings, weights, chunks = [], [], {}
+        doc_prior = page_prior = None
         for part, w in zip(self.parts, self.weights):
             if isinstance(part, DocumentPrior):
-                priors.append((part, w))
+                doc_prior = (part, w)
                 continue
-            for rank, h in enumerate(part.search(query, max(self.depth, k)), 1):
-                fused[h.chunk.chunk_id] = fused.get(h.chunk.chunk_id, 0.0) + w / (self.k_rrf + rank)
-                chunks[h.chunk.chunk_id] = h.chunk
-        for prior, w in priors:
-            ranks = prior.ranks(query) if fused else {}
+            if isinstance(part, PagePrior):
+                page_prior = (part, w) if w else None
+                continue
+            hits = part.search(query, max(self.depth, k))
+            rankings.append([h.chunk.chunk_id for h in hits])
+            weights.append(w)
+            chunks.update((h.chunk.chunk_id, h.chunk) for h in hits)
+        if not chunks:
+            return []
+        opts: dict = {}
+        if page_prior is not None:
+            prior, w = page_prior
+            ranks = prior.ranks(query)
             if ranks:
-                add_document_prior(fused, {cid: c.doc for cid, c in chunks.items()}, ranks, w, prior.k_doc)
+                # the chunks of the best pages join the candidates (loaded only when new)
+                for c in prior.collection.store.chunks_by_rowid(prior.candidate_rows(ranks)).values():
+                    chunks.setdefault(c.chunk_id, c)
+                best = sorted(ranks, key=ranks.get)[:prior.candidates]
+                members = {pg: [] for pg in best}
+                for cid, c in chunks.items():
+                    for pg in c.pages:
+                        if (c.doc, pg) in members:
+                            members[(c.doc, pg)].append(cid)
+                opts.update(page_ranks=ranks, w_page=w, k_page=prior.k_page, page_members=members)
+        if doc_prior is not None:
+            prior, w = doc_prior
+            ranks = prior.ranks(query)
+            if ranks:
+                opts.update(doc_ranks=ranks, w_doc=w, k_doc=prior.k_doc)
+        fused = fuse_scores(rankings, weights, self.k_rrf, doc_of={cid: c.doc for cid, c in chunks.items()},
+                            pages_of={cid: c.pages for cid, c in chunks.items()}, **opts)
         best = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
         return [Hit(chunk=chunks[cid], score=round(s, 6), retriever=self.name) for cid, s in best]
+
+
+def fuse_scores(rankings: list[list], weights: list[float], k_rrf: int = RRF_K, *, doc_of: dict | None = None,
+                pages_of: dict | None = None, doc_ranks: dict | None = None, w_doc: float = 0.0,
+                k_doc: int = DOC_RRF_K, page_ranks: dict | None = None, w_page: float = 0.0,
+                k_page: int = PAGE_RRF_K, page_members: dict | None = None) -> dict:
+    """``hybrid``'s scoring, one pure function (the retriever and benchmarks/fusion_grid.py share it):
+    weighted reciprocal-rank fusion of the ``rankings``; then every candidate — including the chunks of
+    the best pages (``page_members``: page → chunk keys) — gains the page prior
+    (``w_page / (k_page + rank of its best page)``) and the document prior
+    (``w_doc / (k_doc + rank of its document)``).
+
+    >>> fuse_scores([["a", "b"]], [1.0], 1, doc_of={"a": "x", "b": "y", "c": "y"},
+    ...             pages_of={"a": [1], "b": [2], "c": [3]}, page_ranks={("y", 3): 1}, w_page=1.0, k_page=1,
+    ...             page_members={("y", 3): ["c"]})
+    {'a': 0.5, 'b': 0.3333333333333333, 'c': 0.5}
+    """
+    fused = rrf_scores(rankings, weights, k_rrf)
+    if page_ranks and w_page:
+        for members in (page_members or {}).values():
+            for key in members:
+                fused.setdefault(key, 0.0)
+        add_page_prior(fused, pages_of, doc_of, page_ranks, w_page, k_page)
+    if doc_ranks and w_doc:
+        add_document_prior(fused, doc_of, doc_ranks, w_doc, k_doc)
+    return fused
 
 
 class RerankRetriever(Retriever):
@@ -226,7 +322,7 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
             name, _, tok = p.partition(":")
             built.append(LexicalRetriever(collection, name, tok or None))
         elif kind == "prior":
-            built.append(DocumentPrior(collection))
+            built.append(DocumentPrior(collection) if p == DOC_PRIOR else PagePrior(collection))
         elif p == "dense":
             built.append(DenseRetriever(collection))
         else:
@@ -235,7 +331,7 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
     head = spec.split("|")[0].strip()
     if weights is None and (head == "hybrid" or head.startswith("hybrid:")):
         weights = list(HYBRID_WEIGHTS)
-    if all(isinstance(b, DocumentPrior) for b in built):
+    if all(isinstance(b, (DocumentPrior, PagePrior)) for b in built):
         raise _prior_alone()
     r: Retriever = built[0] if len(built) == 1 else FusionRetriever(built, weights, k_rrf, name=head)
     for name, arg in post:
@@ -275,6 +371,22 @@ def rrf_scores(rankings: list[list], weights: list[float] | None = None, k_rrf: 
     return out
 
 
+def add_page_prior(scores: dict, pages_of: dict, doc_of: dict, page_ranks: dict[tuple[str, int], int],
+                   weight: float, k_page: int = PAGE_RRF_K) -> dict:
+    """Add ``weight / (k_page + rank of the chunk's best page)`` to each fused chunk score, in place.
+
+    >>> add_page_prior({"c1": 0.1, "c2": 0.1}, {"c1": [3], "c2": [4, 5]}, {"c1": "a.pdf", "c2": "a.pdf"},
+    ...                {("a.pdf", 5): 1, ("a.pdf", 4): 2}, 0.5, 4)
+    {'c1': 0.1, 'c2': 0.2}
+    """
+    for cid in scores:
+        d = doc_of[cid]
+        best = min((page_ranks[(d, p)] for p in pages_of[cid] if (d, p) in page_ranks), default=None)
+        if best is not None:
+            scores[cid] += weight / (k_page + best)
+    return scores
+
+
 def add_document_prior(scores: dict, doc_of: dict, doc_ranks: dict[str, int], weight: float,
                        k_doc: int = DOC_RRF_K) -> dict:
     """Add ``weight / (k_doc + rank of the chunk's document)`` to each fused chunk score, in place
@@ -290,5 +402,5 @@ def add_document_prior(scores: dict, doc_of: dict, doc_ranks: dict[str, int], we
     return scores
 
 
-__all__ = ["add_document_prior", "CollectionRetriever", "DenseRetriever", "DocumentPrior", "FusionRetriever", "LexicalRetriever", "MMRRetriever",
+__all__ = ["add_document_prior", "add_page_prior", "fuse_scores", "CollectionRetriever", "DenseRetriever", "DocumentPrior", "PagePrior", "FusionRetriever", "LexicalRetriever", "MMRRetriever",
            "RerankRetriever", "Retriever", "get_retriever", "parse_spec", "part_kind", "rrf_scores", "np"]

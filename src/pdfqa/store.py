@@ -37,7 +37,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
     doc TEXT PRIMARY KEY, doc_hash TEXT NOT NULL, path TEXT, bytes INTEGER, pages INTEGER,
-    chunks INTEGER, skipped TEXT NOT NULL DEFAULT '[]', reader TEXT, indexed_at REAL
+    chunks INTEGER, skipped TEXT NOT NULL DEFAULT '[]', reader TEXT, indexed_at REAL,
+    title TEXT NOT NULL DEFAULT '', chunking INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -93,10 +94,13 @@ class DocumentRecord:
     skipped: list[tuple[int, str]]
     reader: str
     indexed_at: float = 0.0
+    title: str = ""
+    #: the chunking version the document's chunks were made with (see pdfqa.chunking.CHUNKING_VERSION)
+    chunking: int = 1
 
     def to_json(self) -> dict:
         return {"doc": self.doc, "doc_hash": self.doc_hash, "path": self.path, "bytes": self.bytes,
-                "pages": self.pages, "chunks": self.chunks,
+                "pages": self.pages, "chunks": self.chunks, "title": self.title, "chunking": self.chunking,
                 "skipped": [{"page": p, "reason": r} for p, r in self.skipped], "indexed_at": self.indexed_at}
 
 
@@ -117,12 +121,29 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
-            self._upgrade()
+            self._migrate()
+        cols = self._columns("documents")
+        # collections written before documents had a title read as untitled, chunking version 1
+        self._doc_extra = ", ".join([
+            "d.title AS doc_title" if "title" in cols else "'' AS doc_title",
+            "d.chunking AS doc_chunking" if "chunking" in cols else "1 AS doc_chunking"])
 
-    def _upgrade(self) -> None:
-        """Collections written before OCR lack the chunks' ``ocr`` columns: added with their defaults
-        (no OCR), so they open and grow as before. Readonly opens read them as absent."""
-        have = {r[1] for r in self.db.execute("PRAGMA table_info(chunks)")}
+    def _columns(self, table: str) -> set[str]:
+        try:
+            return {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+        except sqlite3.Error:
+            return set()
+
+    def _migrate(self) -> None:
+        """Add the columns later versions introduced (same format version: additive, with defaults)."""
+        cols = self._columns("documents")
+        with self.db:
+            if "title" not in cols:
+                self.db.execute("ALTER TABLE documents ADD COLUMN title TEXT NOT NULL DEFAULT ''")
+            if "chunking" not in cols:
+                self.db.execute("ALTER TABLE documents ADD COLUMN chunking INTEGER NOT NULL DEFAULT 1")
+        # collections written before OCR lack the chunks' ocr columns: no OCR (readonly opens read them as absent)
+        have = self._columns("chunks")
         with self.db:
             if "ocr" not in have:
                 self.db.execute("ALTER TABLE chunks ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0")
@@ -194,11 +215,11 @@ class Store:
     # -------------------------------------------------------------- documents
 
     def documents(self) -> list[DocumentRecord]:
-        rows = self.db.execute("SELECT * FROM documents ORDER BY doc").fetchall()
+        rows = self.db.execute(f"SELECT d.*, {self._doc_extra} FROM documents d ORDER BY doc").fetchall()
         return [self._doc(r) for r in rows]
 
     def document(self, doc: str) -> DocumentRecord | None:
-        r = self.db.execute("SELECT * FROM documents WHERE doc=?", (doc,)).fetchone()
+        r = self.db.execute(f"SELECT d.*, {self._doc_extra} FROM documents d WHERE doc=?", (doc,)).fetchone()
         return self._doc(r) if r else None
 
     @staticmethod
@@ -206,7 +227,7 @@ class Store:
         return DocumentRecord(doc=r["doc"], doc_hash=r["doc_hash"], path=r["path"], bytes=r["bytes"],
                               pages=r["pages"], chunks=r["chunks"],
                               skipped=[tuple(x) for x in json.loads(r["skipped"])], reader=r["reader"],
-                              indexed_at=r["indexed_at"])
+                              indexed_at=r["indexed_at"], title=r["doc_title"], chunking=r["doc_chunking"])
 
     def replace_document(self, record: DocumentRecord, chunks: list[Chunk], content_hashes: list[str],
                          vectors: dict[str, dict[str, np.ndarray]],
@@ -220,10 +241,11 @@ class Store:
             removed = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc=?", (record.doc,))]
             self.db.execute("DELETE FROM chunks WHERE doc=?", (record.doc,))
             self.db.execute(
-                "INSERT OR REPLACE INTO documents(doc, doc_hash, path, bytes, pages, chunks, skipped, reader, indexed_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO documents(doc, doc_hash, path, bytes, pages, chunks, skipped, reader, indexed_at,"
+                " title, chunking) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (record.doc, record.doc_hash, record.path, record.bytes, record.pages, len(chunks),
-                 json.dumps(record.skipped, ensure_ascii=False), record.reader, time.time()))
+                 json.dumps(record.skipped, ensure_ascii=False), record.reader, time.time(), record.title,
+                 record.chunking))
             added = []
             for i, (c, h) in enumerate(zip(chunks, content_hashes)):
                 cur = self.db.execute(
@@ -279,12 +301,12 @@ class Store:
             yield from self.db.execute(sql.format(",".join("?" * len(part))), [*args, *part])
 
     def chunks_by_rowid(self, ids: list[int]) -> dict[int, Chunk]:
-        q = "SELECT c.*, d.doc_hash FROM chunks c JOIN documents d ON d.doc = c.doc WHERE c.id IN ({})"
+        q = f"SELECT c.*, d.doc_hash, {self._doc_extra} FROM chunks c JOIN documents d ON d.doc = c.doc WHERE c.id IN ({{}})"
         return {r["id"]: self._chunk(r) for r in self._select_in(q, [], ids)}
 
     def iter_chunks(self, doc: str | None = None) -> Iterator[tuple[int, Chunk, str]]:
         """(row id, chunk, content hash) in document order."""
-        q = "SELECT c.*, d.doc_hash FROM chunks c JOIN documents d ON d.doc = c.doc"
+        q = f"SELECT c.*, d.doc_hash, {self._doc_extra} FROM chunks c JOIN documents d ON d.doc = c.doc"
         args: tuple = ()
         if doc is not None:
             q += " WHERE c.doc=?"
@@ -297,7 +319,7 @@ class Store:
         return Chunk(chunk_id=r["chunk_id"], doc=r["doc"], doc_hash=r["doc_hash"], text=r["text"],
                      pages=json.loads(r["pages"]), page_label=r["page_label"],
                      heading_path=json.loads(r["heading_path"]), kinds=json.loads(r["kinds"]),
-                     char_start=r["char_start"], char_end=r["char_end"],
+                     char_start=r["char_start"], char_end=r["char_end"], title=r["doc_title"],
                      **({"ocr": bool(r["ocr"]), "ocr_confidence": r["ocr_confidence"]} if "ocr" in r.keys() else {}))
 
     def cached_vectors(self, embedder: str, hashes: list[str]) -> dict[str, np.ndarray]:
@@ -343,6 +365,10 @@ class Store:
         rows = self.db.execute("SELECT id, doc, content_hash FROM chunks ORDER BY id").fetchall()
         return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows],
                 [r[2] for r in rows])
+
+    def chunk_pages(self) -> list[list[int]]:
+        """The pages of every chunk, in row-id order (aligned with :meth:`chunk_docs`)."""
+        return [json.loads(r[0]) for r in self.db.execute("SELECT pages FROM chunks ORDER BY id")]
 
     def missing_vectors(self, embedder: str) -> list[tuple[str, int]]:
         """(content hash, one row id) of chunks with no vector for ``embedder``."""

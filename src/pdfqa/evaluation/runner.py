@@ -20,17 +20,23 @@ from .qa import QAItem, load_corpus
 
 
 def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: str | Path | None = None,
-              embedder: str | None = None, progress: bool = True, base_url: str | None = None) -> Collection:
+              embedder: str | None = None, progress: bool = True, base_url: str | None = None,
+              context: str | None = None) -> Collection:
     """The collection for a pool (a PDF folder or a passage corpus), parsed and chunked once and cached
-    in ``workdir`` (keyed by the pool's absolute path); later runs reuse it."""
+    in ``workdir`` (keyed by the pool's absolute path and, when not the default, the chunk ``context``);
+    later runs reuse it."""
     if (pdfs is None) == (corpus is None):
         raise PdfqaError("give exactly one pool: a folder of PDFs or a passage corpus")
     src = Path(pdfs or corpus).resolve()
     if not src.exists():
         raise PdfqaError(f"{src}: pool not found")
+    from ..documents import DEFAULT_CONTEXT
+
+    context = context or DEFAULT_CONTEXT
     key = hashlib.sha1(str(src).encode()).hexdigest()[:10]
-    path = Path(workdir) / f"{src.stem if src.is_file() else src.name}-{key}"
-    col = Collection.open(path, create=True, embedder=embedder, base_url=base_url)
+    suffix = "" if context == DEFAULT_CONTEXT else f"-{context.replace('+', '_')}"
+    path = Path(workdir) / f"{src.stem if src.is_file() else src.name}-{key}{suffix}"
+    col = Collection.open(path, create=True, embedder=embedder, base_url=base_url, context=context)
     if pdfs is not None:
         report = col.index([src], progress=progress)
         if not report.ok:

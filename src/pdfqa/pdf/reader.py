@@ -11,6 +11,7 @@ rejects, decodes fonts whose ToUnicode maps are broken, and gives font sizes for
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import re
 from pathlib import Path
@@ -74,6 +75,27 @@ def sniff_file_type(head: bytes) -> str:
         return "binary data"
 
 
+#: metadata titles that name the tool or a scratch file, not the document
+_JUNK_TITLE = re.compile(
+    r"^(?:microsoft (?:word|powerpoint|excel)\s*-.*|untitled.*|no title|title|document\d*|presentation\d*|"
+    r"powerpoint presentation|slide \d+|\S+\.(?:docx?|pptx?|xlsx?|pdf|tex|dvi|rtf|odt|indd|ai|qxd))$", re.IGNORECASE)
+
+
+def metadata_title(title: str | None) -> str | None:
+    """The PDF's /Title when it is a real title, else ``None`` (tool names and file names are junk).
+
+    >>> metadata_title("Microsoft Word - doc1.docx"), metadata_title("10-K - 02/07/2019 - 3M Company")
+    (None, '10-K - 02/07/2019 - 3M Company')
+    """
+    if not title:
+        return None
+    title = " ".join(title.replace("\x00", "").split())
+    letters = sum(ch.isalpha() for ch in title)
+    if letters < 3 or _JUNK_TITLE.match(title) or assess_page_text(title * 3):
+        return None
+    return title[:200]
+
+
 def read_pdf(path: str | Path, *, reader: str = DEFAULT_READER, max_pages: int = MAX_PAGES,
              max_bytes: int = MAX_BYTES, password: str | None = None,
              ocr: "str | OcrSettings | None" = "auto") -> PdfContent:
@@ -93,7 +115,7 @@ def read_pdf(path: str | Path, *, reader: str = DEFAULT_READER, max_pages: int =
     doc_hash = file_sha256(path)
     fn = _read_pdfium if reader == "pdfium" else _read_pypdf
     try:
-        pages, outline = fn(path, max_pages, password)
+        pages, outline, title = fn(path, max_pages, password)
     except PdfReadError:
         raise
     except Exception as e:  # parsers raise many types; the user needs the file and a cause
@@ -104,7 +126,8 @@ def read_pdf(path: str | Path, *, reader: str = DEFAULT_READER, max_pages: int =
     settings = ocr if isinstance(ocr, OcrSettings) else OcrSettings(mode=ocr or "never")
     if settings.mode != "never":
         ocr_pages(path, pages, settings, password=password)
-    return PdfContent(path=str(path), doc=path.name, doc_hash=doc_hash, pages=pages, outline=outline, reader=reader)
+    return PdfContent(path=str(path), doc=path.name, doc_hash=doc_hash, pages=pages, outline=outline, reader=reader,
+                      metadata_title=title)
 
 
 # ---------------------------------------------------------------- pdfium
@@ -155,12 +178,25 @@ def _read_pdfium(path: Path, max_pages: int, password: str | None):
                 pages.append(_pdfium_page(page, i + 1, label))
             finally:
                 page.close()
-        return pages, outline
+        return pages, outline, metadata_title(_pdfium_title(pdf))
     finally:
         pdf.close()
 
 
+def _pdfium_title(pdf) -> str | None:
+    try:
+        return pdf.get_metadata_dict().get("Title")
+    except Exception:  # broken Info dictionaries are common and never fatal
+        return None
+
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: font names of bold faces ("TimesNewRomanPS-BoldMT", "HiraKakuPro-W6", "NotoSansJP-Black", ...)
+_BOLD_FONT = re.compile(r"bold|black|heavy|semibold|demi|-W[6-9]\b|W[6-9]$", re.IGNORECASE)
+#: text set smaller than this (points) is not meant to be read: hidden placeholders, tracking ids
+MIN_VISIBLE_PT = 2.5
+#: a line that is only a generator's object id (Word content-control UUIDs, "PLACEHOLDER_53")
+_ARTIFACT = re.compile(r"^_?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$|^PLACEHOLDER_\d+$")
 # Symbol-font bullets (Wingdings/Symbol) decode to private-use code points; show them as bullets.
 _PUA_BULLETS = str.maketrans({c: "•" for c in "\uf06c\uf0b7\uf0a7\uf0d8\uf0fc\uf06e\uf075\uf076\uf0a8\uf09f\uf0e0\uf0d9"})
 
@@ -182,6 +218,8 @@ def _pdfium_page(page, number: int, label: str | None) -> Page:
         nchars = tp.count_chars()
         rect, mat = raw.FS_RECTF(), raw.FS_MATRIX()
 
+        name_buf, flags = ctypes.create_string_buffer(128), ctypes.c_int()
+
         def metrics(i: int):
             i = min(i, nchars - 1)
             raw.FPDFText_GetLooseCharBox(tp.raw, i, rect)
@@ -189,6 +227,10 @@ def _pdfium_page(page, number: int, label: str | None) -> Page:
             scale = abs(mat.a * mat.d - mat.b * mat.c) ** 0.5 or 1.0
             size = raw.FPDFText_GetFontSize(tp.raw, i) * scale
             weight = raw.FPDFText_GetFontWeight(tp.raw, i)
+            if weight < 600:  # many generators (wkhtmltopdf, Word) leave the weight at 400-475: ask the name
+                raw.FPDFText_GetFontInfo(tp.raw, i, name_buf, 128, ctypes.byref(flags))
+                if _BOLD_FONT.search(name_buf.value.decode("latin-1")):
+                    weight = 700
             x0, y0, x1, y1 = _visual_box(rect.left, rect.bottom, rect.right, rect.top, rot, w, h)
             return size, weight, x0, y0, x1, y1
 
@@ -204,6 +246,9 @@ def _pdfium_page(page, number: int, label: str | None) -> Page:
                 s0, w0, ax0, ay0, ax1, ay1 = metrics(a)
                 s1, w1, bx0, by0, bx1, by1 = metrics(b)
                 mid = metrics((a + b) // 2)
+                if 0 < max(s0, mid[0]) < MIN_VISIBLE_PT or _ARTIFACT.match(stripped):
+                    pos = m.end() if m else len(text)
+                    continue  # hidden text (placeholders, ids in 0.7-pt type): nobody reads it
                 frags.append(Line(
                     text=clean_line(stripped), size=round(max(s0, mid[0]), 1),
                     bold=w0 >= 600 and mid[1] >= 600,
@@ -290,4 +335,8 @@ def _read_pypdf(path: Path, max_pages: int, password: str | None):
             line.y0, line.y1 = float(j * 12), float(j * 12 + 10)
         pages.append(Page(number=i + 1, label=labels[i] if i < len(labels) else None,
                           width=float(box.width), height=float(box.height), lines=lines))
-    return pages, outline
+    try:
+        title = metadata_title(str((pdf.metadata or {}).get("/Title") or "") or None)
+    except Exception:  # a broken Info dictionary never costs the text
+        title = None
+    return pages, outline, title
