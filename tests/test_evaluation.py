@@ -1,4 +1,5 @@
 """QA-set loading, metrics (hand-computed and against ranx), `pdfqa eval` JSON and report."""
+import csv
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import pytest
 
 from pdfqa.evaluation import QAFormatError, evaluate, load_qa, open_pool
 from pdfqa.evaluation.metrics import dedupe, hit_at, mrr_at, ndcg_at, recall_at
+from pdfqa.evaluation.report import write_report
 
 from .conftest import EXAMPLES, JA_PAPER, ROOT, SLIDES, data
 
@@ -129,8 +131,21 @@ def test_eval_with_generator_scores_answers(built, tmp_path):
     qa.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     res = evaluate(built, load_qa(qa), ["hybrid"], k=5, progress=False, generator="extractive")
     a = res["results"][0]["answer"]
-    assert set(a) == {"em", "f1", "citation_precision", "abstention_rate", "seconds_mean"}
-    assert a["abstention_rate"] == 0.5 and a["citation_precision"] == 1.0 and 0 < a["f1"] < 1
+    assert set(a) == {"contains_gold", "em", "f1", "citation_precision", "abstention_rate", "seconds_mean", "questions"}
+    assert a["abstention_rate"] == 0.5 and a["citation_precision"] == 1.0 and a["contains_gold"] == 0.5
+    # every question's answer is there to read, the failures included
+    by_id = {q["id"]: q for q in a["questions"]}
+    assert by_id["1"]["short_answer"] and "Kindervag" in by_id["1"]["short_answer"] and by_id["1"]["f1"] > 0.5
+    assert by_id["1"]["citations"] == [{"doc": JA_PAPER.name, "page": 7}] and not by_id["1"]["abstained"]
+    assert by_id["2"]["abstained"] and by_id["2"]["contains_gold"] == 0.0 and by_id["2"]["short_answer"] is None
+    assert a["f1"] == pytest.approx((by_id["1"]["f1"] + by_id["2"]["f1"]) / 2, abs=1e-4)
+    files = write_report(res, tmp_path / "rep")
+    assert tmp_path / "rep" / "answers.csv" in files
+    md = (tmp_path / "rep" / "report.md").read_text()
+    worst = md.split("**Worst answers, hybrid**", 1)[1]
+    assert worst.index("`2`") < worst.index("`1`")  # the abstention is listed first
+    rows = list(csv.DictReader(open(tmp_path / "rep" / "answers.csv")))
+    assert {r["id"] for r in rows} == {"1", "2"} and rows[0]["citations"]
 
 
 def test_qa_generate_offline_and_with_an_llm(built, tmp_path):

@@ -31,7 +31,7 @@ def test_japanese_question_gets_a_japanese_answer_and_page(built):
     assert ans.language == "ja" and not ans.abstained
     assert "Kindervag" in ans.answer
     assert (ans.citations[0].doc, ans.citations[0].page) == (JA_PAPER.name, 7)
-    assert ans.generator == "default→extractive"  # SmolLM2 is English-only: never loaded for this
+    assert ans.generator == "default"  # the extractive answerer: no model loaded to be overruled
 
 
 @pytest.mark.parametrize("question,expected", [
@@ -184,16 +184,14 @@ def test_cli_ask_json_contract(built):
 
 
 @pytest.mark.slow
-def test_default_generator_english_with_smollm2(built, tmp_path, monkeypatch):
-    """The packaged SmolLM2 answers (or is caught and replaced); either way a grounded, cited answer."""
+def test_smollm2_answers_with_the_short_answer_prompt(built, tmp_path, monkeypatch):
+    """The packaged SmolLM2 runs offline and its reply comes back parsed: a short answer, cited or not."""
     monkeypatch.setenv("PDFQA_CACHE", str(os.environ.get("PDFQA_TEST_CACHE", tmp_path)))
     from pdfqa.generators.smollm import SmolLM2Generator
 
     gen = SmolLM2Generator()
     out = gen.generate([{"role": "user", "content": "Reply with one word: hello"}], max_new_tokens=8)
     assert isinstance(out, str) and out.strip()
-    qa = PDFQA(built, generator=get_generator("default"), k=3)
-    ans = qa.ask("What was BPE originally?")
-    assert not ans.abstained and ans.citations and ans.citations[0].doc == SLIDES.name
-    assert ans.citations[0].page in (24, 25, 26)
-    assert ans.generator in ("default", "default→extractive")
+    ans = PDFQA(built, generator=gen, k=2, max_new_tokens=48).ask("What was BPE originally?")
+    assert ans.generator == "smollm2" and ans.language == "en"
+    assert ans.abstained or (ans.short and ans.short in ans.answer)

@@ -1,6 +1,7 @@
 """The ``pdfqa`` command line: index, search, info, remove, ask, chat, eval, serve (a thin layer over the library)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -17,13 +18,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
-CollectionOpt = typer.Option(..., "--collection", "-c", help="Collection directory.")
+CollectionOpt = typer.Option(..., "--collection", "-c", help="Collection: a directory, milvus:PATH.db (Milvus Lite) "
+                             "or milvus://HOST:PORT/NAME (a Milvus server; token from MILVUS_TOKEN).")
 BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server of openai: embedders (e.g. "
                           "http://localhost:11434/v1); default: the one the index was built with, else OPENAI_BASE_URL.")
 
 
 def _fail(e: Exception, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False)  # e.g. "pdfqa[ray]" verbatim
     raise typer.Exit(code)
 
 
@@ -34,7 +38,7 @@ def _dump(obj) -> None:
 @app.command()
 def index(
     paths: List[Path] = typer.Argument(None, help="PDF files and folders (searched recursively for *.pdf)."),
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Embedder spec (default e5-small). On an "
                                            "existing collection, adds an index for it over the same chunks."),
     chunk_tokens: int = typer.Option(256, help="Maximum chunk size in the embedder's tokens (new collections)."),
@@ -45,6 +49,8 @@ def index(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     base_url: Optional[str] = BaseUrlOpt,
+    ray: Optional[str] = typer.Option(None, "--ray", help="Read, chunk and embed on Ray Data: `local` starts a Ray "
+                                      "cluster on this machine, an ADDRESS joins one (needs pdfqa[ray])."),
     ocr: str = typer.Option("auto", "--ocr", help="OCR pages: auto (those without a usable text layer, when "
                             "Tesseract is installed), always, never."),
 ) -> None:
@@ -52,10 +58,17 @@ def index(
     from .collection import Collection
 
     try:
+        if ray:
+            from .ray_ingest import require_ray
+
+            require_ray()
         col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url,
                               context=context)
-        report = col.index(paths or [], progress=not quiet and not as_json,
-                           on_file=None if as_json else _print_file, ocr=ocr)
+        # Ray prints its own notices (a retried task, a dead worker) to stdout: keep stdout for pdfqa's
+        with contextlib.redirect_stdout(sys.stderr) if ray else contextlib.nullcontext():
+            report = col.index(paths or [], progress=not quiet and not as_json,
+                               on_file=None if as_json else _print_file, executor="ray" if ray else "local",
+                               ray_address=ray or "local", ocr=ocr)
         if index_kind:
             col.set_index_kind(index_kind, embedder)
     except PdfqaError as e:
@@ -90,7 +103,7 @@ def _print_file(f) -> None:
 @app.command()
 def search(
     query: str = typer.Argument(..., help="What to look for (any language)."),
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     k: int = typer.Option(5, "-k", help="Number of hits."),
     embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help="Dense search in this embedder's index."),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec (default hybrid; e.g. "
@@ -121,7 +134,7 @@ def search(
 
 
 @app.command()
-def info(collection: Path = CollectionOpt,
+def info(collection: str = CollectionOpt,
          as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show the collection's documents, chunk counts, embedders and format."""
     from .collection import Collection
@@ -179,7 +192,7 @@ def chunks(
 
 @app.command()
 def remove(doc: str = typer.Argument(..., help="Document name (file name) as shown by `pdfqa info`."),
-           collection: Path = CollectionOpt) -> None:
+           collection: str = CollectionOpt) -> None:
     """Delete a document and its chunks from the collection."""
     from .collection import Collection
 
@@ -224,7 +237,8 @@ def _print_citations(ans) -> None:
 def ask(
     question: str = typer.Argument(..., help="The question (any language)."),
     files: List[Path] = typer.Argument(None, help="PDFs to answer from (indexed into a cache) instead of --collection."),
-    collection: Optional[Path] = typer.Option(None, "--collection", "-c", help="Collection directory."),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c", help="Collection: a directory or a milvus: "
+                                             "location (see `pdfqa index --help`)."),
     generator: str = typer.Option("default", "--generator", "-g", help="Generator spec."),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec (default hybrid)."),
     k: int = typer.Option(5, "-k", help="Contexts to retrieve."),
@@ -266,7 +280,7 @@ def ask(
 
 @app.command()
 def chat(
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     generator: str = typer.Option("default", "--generator", "-g", help="Generator spec."),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec."),
     k: int = typer.Option(5, "-k", help="Contexts to retrieve."),
@@ -328,7 +342,7 @@ def similar(
 
 @app.command("qa-generate")
 def qa_generate(
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     generator: str = typer.Option("extractive", "--generator", "-g", help="Who writes the questions: an LLM spec, "
                                   "or extractive (offline cloze questions)."),
     n: int = typer.Option(20, "-n", help="Number of questions."),
@@ -374,6 +388,8 @@ def serve(
     max_pages: int = typer.Option(500, "--max-pages", help="Most pages per PDF."),
     answer_timeout: float = typer.Option(120, "--answer-timeout", help="Seconds before a question is given up "
                                          "with a message (a slow or stuck generator)."),
+    store: Optional[str] = typer.Option(None, "--store", help="Keep new courses' collections in Milvus: "
+                                        "milvus:PATH.db or milvus://HOST:PORT/PREFIX (PDFs stay in the course folder)."),
 ) -> None:
     """Run the course-material assistant: a web page where teachers load lecture PDFs into courses and
     students ask questions and open the cited pages (http://HOST:PORT/)."""
@@ -385,7 +401,7 @@ def serve(
 
         run_app(collection, host=host, port=port, admin_token=admin_token or None, generator=generator,
                 generators=specs(generators), retrievers=specs(retrievers), max_upload_mb=max_upload_mb,
-                max_pages=max_pages, answer_timeout=answer_timeout)
+                max_pages=max_pages, answer_timeout=answer_timeout, store=store)
     except ImportError as e:
         _fail(PdfqaError(f"the web app needs its extra: pip install 'pdfqa[app]' ({e})"))
     except (PdfqaError, ValueError) as e:
@@ -402,7 +418,8 @@ def eval_(
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N questions only."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write report.md, CSVs and plots here."),
-    workdir: Path = typer.Option(Path(".pdfqa-eval"), "--workdir", help="Cache of parsed, chunked, embedded pools."),
+    workdir: str = typer.Option(".pdfqa-eval", "--workdir", help="Cache of parsed, chunked, embedded pools: a "
+                                "directory, or a milvus: location (each pool one Milvus collection)."),
     context: str = typer.Option("title+headings", "--context", help="What is embedded with each chunk (a new pool): "
                                 "title+headings, headings or none."),
     generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Also answer and score the answers."),
@@ -428,8 +445,9 @@ def eval_(
     for r in run["results"]:
         if "answer" in r:
             a = r["answer"]
-            out.print(f"{r['retriever']} → {generator}: EM {a['em']:.3f}, F1 {a['f1']:.3f}, citation precision "
-                      f"{a['citation_precision']:.3f}, abstained {a['abstention_rate']:.1%}, {a['seconds_mean']:.2f}s/answer")
+            out.print(f"{r['retriever']} → {generator}: contains gold {a['contains_gold']:.3f}, EM {a['em']:.3f}, "
+                      f"F1 {a['f1']:.3f}, citation precision {a['citation_precision']:.3f}, abstained "
+                      f"{a['abstention_rate']:.1%}, {a['seconds_mean']:.2f}s/answer", highlight=False)
     command = " ".join(["pdfqa", *map(str, sys.argv[1:])])
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

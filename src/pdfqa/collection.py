@@ -25,10 +25,11 @@ from .errors import CollectionError, EmbedderMismatchError
 from .faiss_index import DenseIndex
 from .lexical import LEXICAL_KINDS, DocumentIndex, LexicalIndex, PageIndex, build_lexical
 from .text.tokenize import cache_key, get_tokenizer
+from .backend import Backend, create as create_backend, exists as backend_exists, open_backend
 from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, prefetch, prepare
 from .pdf import DEFAULT_READER
 from .pdf.ocr import OcrSettings, OcrUnavailableError, ocr_unavailable
-from .store import DocumentRecord, Store, slug
+from .store import DocumentRecord, slug
 
 log = logging.getLogger(__name__)
 DEFAULT_LEXICAL_TOKENIZER = "default"
@@ -37,9 +38,10 @@ SAVE_EVERY_S = 60.0
 
 
 class Collection:
-    """A persistent collection: chunks and metadata in SQLite, one FAISS index per embedder."""
+    """A persistent collection over a backend (:mod:`pdfqa.backend`): a local directory (SQLite, one
+    FAISS index per embedder) or Milvus (``milvus:PATH.db``, ``milvus://HOST:PORT/NAME``)."""
 
-    def __init__(self, store: Store, embedder: str | None = None, *, base_url: str | None = None):
+    def __init__(self, store: Backend, embedder: str | None = None, *, base_url: str | None = None):
         self.store = store
         #: the OpenAI-compatible server for ``openai:`` embedders (else the one the manifest recorded,
         #: else ``OPENAI_BASE_URL``, else OpenAI's)
@@ -70,23 +72,22 @@ class Collection:
         ``embedder`` picks the index to search; a collection without an index for it raises
         :class:`~pdfqa.errors.EmbedderMismatchError` explaining what it has (``index`` adds one).
         """
-        path = Path(path)
-        if not (path / "manifest.json").exists():
+        if not backend_exists(path):
             if not create:
-                Store.open(path)  # raises the explanatory error
+                open_backend(path)  # raises the explanatory error
             spec = embedder or DEFAULT_EMBEDDER
             emb = get_embedder(spec)  # fail on unknown names before creating anything
             if context not in CONTEXT_MODES:
                 from .errors import UnknownComponentError
 
                 raise UnknownComponentError("chunk context", context, list(CONTEXT_MODES))
-            store = Store.create(path, default_embedder=emb.spec, chunking={
+            store = create_backend(path, default_embedder=emb.spec, chunking={
                 "max_tokens": chunk_tokens, "min_tokens": DEFAULT_MIN_TOKENS, "reader": reader,
                 "context": context, "version": CHUNKING_VERSION, "tokenizer": emb.spec})
             store.manifest["lexical"] = {"bm25": {"tokenizer": DEFAULT_LEXICAL_TOKENIZER}}
             store.save_manifest()
             return cls(store, emb.spec, base_url=base_url)
-        store = Store.open(path, readonly=readonly)
+        store = open_backend(path, readonly=readonly)
         col = cls(store, embedder, base_url=base_url)
         if embedder is not None and not create:
             col.check_embedder(embedder)
@@ -102,7 +103,8 @@ class Collection:
         self.close()
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | str:
+        """The collection's directory, or its ``milvus:`` location."""
         return self.store.path
 
     @property
@@ -134,15 +136,15 @@ class Collection:
         from .embeddings.word2vec import from_spec
 
         own = from_spec(spec)
-        path = self.path / "models" / f"{slug(spec)}.bin"
-        if path.exists():
+        path = self.store.derived_dir / "models" / f"{slug(spec)}.bin" if self.store.derived_dir else None
+        if path is not None and path.exists():
             own.load(str(path))
         else:
             texts = [self._embed_text(c) for _, c, _ in self.store.iter_chunks()]
             if not texts:
                 raise CollectionError(f"{spec} is trained on the collection's chunks: index some documents first")
             own.fit(texts)
-            if not self.store.readonly:
+            if path is not None and not self.store.readonly:
                 path.parent.mkdir(exist_ok=True)
                 own.save(str(path))
         self._own[spec] = own
@@ -159,36 +161,38 @@ class Collection:
         return self._own[spec]
 
     def _chunker(self, emb: Embedder) -> Callable:
-        cfg = self.store.manifest["chunking"]
-        max_tokens = min(int(cfg["max_tokens"]), emb.max_tokens - emb.passage_overhead)
-
-        def run(content):
-            return chunk_document(content, count_tokens=emb.count_tokens, max_tokens=max_tokens,
-                                  min_tokens=int(cfg.get("min_tokens", DEFAULT_MIN_TOKENS)),
-                                  context=self.context_mode)
-        return run
+        return chunker_for(self.store.manifest["chunking"], emb)
 
     @property
     def context_mode(self) -> str:
         """What is embedded with each chunk's text (``chunking.context`` in the manifest; see
         :meth:`~pdfqa.documents.Chunk.embed_text`). Collections made before it existed said
         ``headings_in_embedding``."""
-        cfg = self.store.manifest["chunking"]
-        return cfg.get("context") or (DEFAULT_CONTEXT if cfg.get("headings_in_embedding", True) else "none")
+        return context_mode_of(self.store.manifest["chunking"])
 
     def _embed_text(self, chunk) -> str:
         return chunk.embed_text(self.context_mode)
 
     def index(self, paths: Iterable[str | Path], *, progress: bool = True,
-              on_file: Callable[[FileResult], None] | None = None,
-              ocr: str | OcrSettings | None = None) -> IndexReport:
+              on_file: Callable[[FileResult], None] | None = None, executor: str = "local",
+              ray_address: str = "local", ocr: str | OcrSettings | None = None) -> IndexReport:
         """Index PDF files and folders (recursive). Unchanged files cost nothing; changed ones are
         replaced; every failure is reported in the returned :class:`~pdfqa.ingest.IndexReport`.
+
+        ``executor="ray"`` reads, chunks and embeds on a Ray cluster (:mod:`pdfqa.ray_ingest`;
+        ``ray_address="local"`` starts one on this machine, else the address of one to join); this
+        process still writes every document, so the store and the report are the same.
 
         ``ocr``: ``auto`` (default: pages without a usable text layer are OCR'd when the OCR packages
         are installed, else reported, with one note naming the packages), ``always``, ``never``, or
         :class:`~pdfqa.pdf.ocr.OcrSettings`. OCR'd chunks carry ``ocr=True`` and ``ocr_confidence``.
         """
+        if executor not in ("local", "ray"):
+            raise CollectionError(f"unknown executor {executor!r}; expected local or ray")
+        if executor == "ray":
+            from .ray_ingest import require_ray
+
+            require_ray()  # before anything is opened or locked
         t0 = time.perf_counter()
         settings = self._ocr_settings(ocr, progress)
         files, results = discover(paths)
@@ -214,18 +218,35 @@ class Collection:
                 names[path.name] = path
                 return prepare(path, known_hash=hashes.get, chunker=chunker, reader=reader, ocr=settings)
 
+            if executor == "ray":
+                from .ray_ingest import ray_prepared
+
+                source = ray_prepared(self, files, known=hashes, address=ray_address, progress=progress)
+            else:
+                source = prefetch(files, work)
             last_save = time.perf_counter()
+            down: str | None = None  # the store's server is gone: the rest of the batch is reported
             try:
-                for prep in prefetch(files, work):
+                for prep in source:
+                    if down:
+                        r = FileResult(path=str(prep.path), doc=prep.path.name, status="failed",
+                                       error=f"{prep.path.name}: not indexed: {down}")
+                        results.append(r)
+                        if on_file:
+                            on_file(r)
+                        continue
                     try:
                         r = self._commit(prep, specs, stages, progress)
                     except Exception as e:  # noqa: BLE001 - an embedder or storage failure on one file
-                        # nothing of this file was committed (SQLite rolls the document back); the
-                        # in-memory FAISS indexes may be off, so they are rebuilt from SQLite on next use
+                        # nothing of this file was committed (SQLite rolls the document back; Milvus shows
+                        # the previous version, see pdfqa.milvus_store); the in-memory FAISS indexes may
+                        # be off, so they are rebuilt from the store on next use
                         self._indexes.clear()
                         log.warning("%s: not indexed: %s: %s", prep.path.name, type(e).__name__, e)
+                        down = getattr(self.store, "unreachable", lambda e: None)(e)
                         r = FileResult(path=str(prep.path), doc=prep.path.name, status="failed",
-                                       error=f"{prep.path.name}: embedding or storing failed ({type(e).__name__}: {e})")
+                                       error=f"{prep.path.name}: not indexed: {down}" if down else
+                                       f"{prep.path.name}: embedding or storing failed ({type(e).__name__}: {e})")
                     results.append(r)
                     if on_file:
                         on_file(r)
@@ -233,8 +254,9 @@ class Collection:
                         self._save_indexes(lexical=False)  # lexical indexes: once, at the end
                         last_save = time.perf_counter()
             finally:
-                self._record_build_seconds(stages)
-                self._save_indexes()
+                if not down:  # with the server gone there is nothing to save into
+                    self._record_build_seconds(stages)
+                    self._save_indexes()
                 self._close_ocr_bar()
         report = IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)
         missing = ocr_unavailable(settings.languages) if settings.mode == "auto" else None
@@ -326,7 +348,11 @@ class Collection:
         for spec in specs:
             cached = self.store.cached_vectors(spec, hashes)
             todo = {h: tx for h, tx in zip(hashes, texts) if h not in cached}
-            if todo:
+            given = (prep.vectors or {}).get(spec, {})
+            if todo and all(h in given for h in todo):  # embedded by the Ray pipeline
+                new_vectors[spec] = {h: given[h] for h in todo}
+                embedded = max(embedded, len(todo))
+            elif todo:
                 t_spec = time.perf_counter()
                 vecs = embed_in_batches(self.embedder(spec), list(todo.values()), progress=progress,
                                         desc=f"{path.name[:30]} [{spec}]")
@@ -347,9 +373,13 @@ class Collection:
         indexes = {spec: self._index(spec) for spec in specs}  # current state, before this commit
         ocr_pages = {p.number: {"confidence": p.ocr_confidence, "rotation": p.ocr_rotation, "words": p.ocr_words}
                      for p in content.pages if p.ocr}
-        removed, added = self.store.replace_document(rec, chunks, hashes, new_vectors, ocr_pages)
+        # the OCR word boxes (highlighting) live beside the chunks in the SQLite store; other stores skip them
+        extra = {"ocr_pages": ocr_pages} if hasattr(self.store, "ocr_page") else {}
+        removed, added = self.store.replace_document(rec, chunks, hashes, new_vectors, **extra)
         gen = self.store.generation
         for spec, idx in indexes.items():
+            if self.store.native_dense:
+                continue  # the backend's own index already holds this commit
             if removed and not idx.supports_remove:
                 self._indexes.pop(spec, None)  # rebuilt from stored vectors on next use
                 continue
@@ -450,7 +480,7 @@ class Collection:
             m = self.store.manifest
             if emb.spec not in m["embedders"]:
                 m["embedders"][emb.spec] = {**emb.describe(), "index": "flat",
-                                            "index_file": f"indexes/{slug(emb.spec)}.faiss"}
+                                            **self.store.embedder_entry(emb.spec, emb.dim)}
                 self.store.save_manifest()
             t = time.perf_counter()
             if self._fill_missing(emb.spec, progress=progress):
@@ -467,7 +497,7 @@ class Collection:
         if self.embedder_spec not in m["embedders"]:
             emb = self.embedder(self.embedder_spec)
             m["embedders"][emb.spec] = {**emb.describe(), "index": "flat",
-                                        "index_file": f"indexes/{slug(emb.spec)}.faiss"}
+                                        **self.store.embedder_entry(emb.spec, emb.dim)}
             self.store.save_manifest()
         for spec in m["embedders"]:
             self._fill_missing(spec)
@@ -491,11 +521,15 @@ class Collection:
         return len(missing)
 
     def _index_path(self, spec: str) -> Path:
-        return self.path / self.store.manifest["embedders"][spec]["index_file"]
+        return self.store.derived_dir / self.store.manifest["embedders"][spec]["index_file"]
 
     def _index(self, spec: str) -> DenseIndex:
         """The in-memory index for ``spec``: loaded from its file, or rebuilt from stored vectors when
-        the file is missing or older than the SQLite state (a crash between the two writes)."""
+        the file is missing or older than the SQLite state (a crash between the two writes). A backend
+        that searches vectors itself (Milvus) gives its own index instead."""
+        if self.store.native_dense:
+            self.check_embedder(spec)
+            return self.store.dense_index(spec)
         if spec in self._indexes:
             idx = self._indexes[spec]
             if idx.generation == self.store.generation:
@@ -522,8 +556,10 @@ class Collection:
         from cached tokens, so a crash never needs them saved early) up to date as well."""
         if self.store.readonly:
             return
+        if hasattr(self.store, "flush"):
+            self.store.flush()  # Milvus: seal the batch's rows into indexed segments
         for spec, idx in self._indexes.items():
-            if idx.generation == self.store.generation:
+            if not self.store.native_dense and idx.generation == self.store.generation:
                 idx.save(self._index_path(spec), {"embedder": spec, "kind": idx.kind})
         if not lexical:
             return
@@ -570,7 +606,12 @@ class Collection:
             raise UnknownComponentError("lexical index", kind, list(LEXICAL_KINDS))
         entry = self.store.manifest.setdefault("lexical", {}).get(kind)
         name = tokenizer or (entry or {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
-        path = self.path / "lexical" / (kind if name == DEFAULT_LEXICAL_TOKENIZER else f"{kind}-{slug(name)}")
+        native = getattr(self.store, "lexical_index", None)
+        if native is not None and kind == "bm25" and entry is not None and name == entry.get("tokenizer"):
+            idx = native()  # BM25 in the backend itself (a Milvus server), over the same tokens
+            if idx is not None:
+                return idx
+        path = self._derived("lexical", kind if name == DEFAULT_LEXICAL_TOKENIZER else f"{kind}-{slug(name)}")
 
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> LexicalIndex:
             return build_lexical(kind, ids, [toks[h] for h in hashes])
@@ -591,7 +632,7 @@ class Collection:
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> DocumentIndex:
             return DocumentIndex.build(docs, [toks[h] for h in hashes])
 
-        self._doc_index, _ = self._load_or_build(self.path / "lexical" / "documents", name, self._doc_index,
+        self._doc_index, _ = self._load_or_build(self._derived("lexical", "documents"), name, self._doc_index,
                                                  DocumentIndex.load, build)
         return self._doc_index
 
@@ -603,19 +644,23 @@ class Collection:
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> PageIndex:
             return PageIndex.build(ids, docs, self.store.chunk_pages(), [toks[h] for h in hashes])
 
-        self._page_index, _ = self._load_or_build(self.path / "lexical" / "pages", name, self._page_index,
+        self._page_index, _ = self._load_or_build(self._derived("lexical", "pages"), name, self._page_index,
                                                   PageIndex.load, build)
         return self._page_index
 
-    def _load_or_build(self, path: Path, tokenizer: str, cached, load: Callable, build: Callable) -> tuple:
+    def _derived(self, *parts: str) -> Path | None:
+        """Where a derived index is saved (None: the backend keeps none on disk, it lives in memory)."""
+        return self.store.derived_dir.joinpath(*parts) if self.store.derived_dir else None
+
+    def _load_or_build(self, path: Path | None, tokenizer: str, cached, load: Callable, build: Callable) -> tuple:
         """A lexical index derived from the chunks' tokens under ``tokenizer``: ``cached`` if it is
         current, else the one saved at ``path`` if that is, else rebuilt with ``build(ids, docs,
-        hashes, tokens)`` (and saved, unless readonly). Returns (index, rebuilt)."""
+        hashes, tokens)`` (and saved, unless readonly or ``path`` is None). Returns (index, rebuilt)."""
         gen, key = self.store.generation, cache_key(tokenizer)
         if cached is not None and cached.generation == gen and cached.tokenizer_key in ("", key):
             return cached, False
         idx = None
-        if path.exists():
+        if path is not None and path.exists():
             try:
                 idx = load(path)
             except Exception as e:  # derived data: rebuild rather than fail
@@ -625,7 +670,7 @@ class Collection:
         ids, docs, hashes = self.store.chunk_docs()
         idx = build(ids, docs, hashes, self._chunk_tokens(tokenizer, ids, hashes))
         idx.generation, idx.tokenizer_key = gen, key
-        if not self.store.readonly:
+        if path is not None and not self.store.readonly:
             path.parent.mkdir(exist_ok=True)
             idx.save(path, {"tokenizer": tokenizer, "tokenizer_key": key})
         return idx, True
@@ -697,7 +742,7 @@ class Collection:
         entry = self.check_embedder(spec)
         idx = self._index(spec)
         id_of = self.store.rowids([h.chunk.chunk_id for h in hits])
-        vecs = np.stack([idx.index.reconstruct(int(id_of[h.chunk.chunk_id])) for h in hits]).astype(np.float32)
+        vecs = idx.vectors([int(id_of[h.chunk.chunk_id]) for h in hits])
         return self.query_vector(query, spec), vecs.reshape(len(hits), entry["dim"])
 
     def remove(self, doc: str) -> bool:
@@ -770,6 +815,9 @@ class Collection:
             self.check_embedder(spec)["index"] = kind
             self.store.save_manifest()
             self._indexes.pop(spec, None)
+            if self.store.native_dense:
+                self.store.set_index_kind(spec, kind)
+                return
             ids, vecs = self.store.index_vectors(spec, self.embedders[spec]["dim"])
             idx = DenseIndex.build(ids, vecs, generation=self.store.generation, kind=kind)
             self._indexes[spec] = idx
@@ -780,6 +828,23 @@ class Collection:
         from .retrieval import CollectionRetriever
 
         return CollectionRetriever(collection=self, k=k, retriever=retriever, embedder=embedder)
+
+
+def context_mode_of(cfg: dict) -> str:
+    """The chunk context mode of chunking settings ``cfg`` (see :attr:`Collection.context_mode`)."""
+    return cfg.get("context") or (DEFAULT_CONTEXT if cfg.get("headings_in_embedding", True) else "none")
+
+
+def chunker_for(cfg: dict, emb: Embedder) -> Callable:
+    """The chunker a collection with chunking settings ``cfg`` uses for the primary embedder ``emb``
+    (also built inside Ray workers, :mod:`pdfqa.ray_ingest`)."""
+    max_tokens = min(int(cfg["max_tokens"]), emb.max_tokens - emb.passage_overhead)
+
+    def run(content):
+        return chunk_document(content, count_tokens=emb.count_tokens, max_tokens=max_tokens,
+                              min_tokens=int(cfg.get("min_tokens", DEFAULT_MIN_TOKENS)),
+                              context=context_mode_of(cfg))
+    return run
 
 
 def embed_in_batches(emb: Embedder, texts: list[str], *, batch_size: int | None = None, progress: bool = True,

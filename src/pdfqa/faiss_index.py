@@ -103,6 +103,10 @@ class DenseIndex:
                 raise NotImplementedError("hnsw indexes cannot delete: rebuild from the stored vectors")
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
 
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """The stored vectors of row ``ids`` (MMR compares candidates with them)."""
+        return np.stack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[list[int], list[float]]:
         """Top-``k`` (ids, scores) for the first query row."""
         import faiss

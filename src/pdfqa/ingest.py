@@ -109,6 +109,8 @@ class Prepared:
     error: str | None = None
     unchanged: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    #: embedder spec → {content hash → vector}, when the pipeline embedded the chunks already (Ray)
+    vectors: dict | None = None
 
 
 def prepare(path: Path, *, known_hash: Callable[[str], str | None], chunker: Callable[[PdfContent], list[Chunk]],

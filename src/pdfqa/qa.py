@@ -22,13 +22,15 @@ import numpy as np
 
 from .documents import Hit
 from .generators import DEFAULT_GENERATOR, Generator, get_generator
-from .prompts import NOT_FOUND, REWRITE, answer_messages, says_not_found
+from .prompts import NOT_FOUND, REWRITE, answer_messages, says_not_found, short_answer
 from .text import detect_language, split_sentences
 from .text.tokenize import get_tokenizer
 
 #: minimum cosine similarity (default embedder) between the question and the best retrieved chunk
 #: below which pdfqa abstains without asking the generator; see benchmarks/README.md (calibration)
 MIN_EVIDENCE = {"e5-small": 0.80}
+#: questions longer than this (characters) are cut here before retrieval and answering, with a note
+MAX_QUESTION_CHARS = 1000
 _MARKER = re.compile(r"\[(\d+(?:\s*[,，、]\s*\d+)*)\]")
 
 
@@ -63,6 +65,12 @@ class Answer:
     dropped_markers: int = 0
     standalone_question: str | None = None
     evidence: float | None = None
+    #: the fact alone (no markers, no supporting sentence); ``None`` when abstained
+    short: str | None = None
+    #: the extractive answerer's support for its unit (share of the question's words found), else ``None``
+    support: float | None = None
+    #: what pdfqa changed about the question (e.g. a very long one was truncated), for the user to read
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """The ``pdfqa ask --json`` shape."""
@@ -72,20 +80,13 @@ class Answer:
                 "generator": self.generator, "retriever": self.retriever, "language": self.language,
                 "timings": {k: round(v, 3) for k, v in self.timings.items()},
                 "dropped_markers": self.dropped_markers, "standalone_question": self.standalone_question,
-                "evidence": None if self.evidence is None else round(self.evidence, 4)}
+                "evidence": None if self.evidence is None else round(self.evidence, 4),
+                "short_answer": self.short, "support": None if self.support is None else round(self.support, 4),
+                "notes": self.notes}
 
 
 def content_tokens(text: str) -> set[str]:
     return set(get_tokenizer("default")(text))
-
-
-def grounded(answer: str, contexts: list[str], threshold: float = 0.8) -> bool:
-    """Whether the answer's content words (numbers included) appear in the sources it was given."""
-    ans = content_tokens(_MARKER.sub(" ", answer))
-    if not ans:
-        return False
-    src = set().union(*(content_tokens(c) for c in contexts)) if contexts else set()
-    return len(ans & src) / len(ans) >= threshold
 
 
 def best_quote(chunk_text: str, answer: str) -> str:
@@ -209,69 +210,71 @@ class PDFQA:
         """Yield answer text pieces as they are generated, then the final :class:`Answer`."""
         t0 = time.perf_counter()
         lang = detect_language(question)
-        query = standalone or question
-        hits = self.retrieve(query, k)
+        notes = []
+        if len(question) > MAX_QUESTION_CHARS:
+            question = question[:MAX_QUESTION_CHARS]
+            notes.append(f"the question was truncated to its first {MAX_QUESTION_CHARS} characters")
+        query = (standalone or question)[: 2 * MAX_QUESTION_CHARS]
+        hits = self.retrieve(query, k) if query.strip() else []
         t_ret = time.perf_counter() - t0
         evidence = self.evidence(query, hits)
         gen = self.generator
         timings = {"retrieve": t_ret}
 
         def finish(text: str, ctx: list[Hit], spec: str, abstained: bool = False, dropped: int = 0,
-                   cites: list[Citation] | None = None) -> Answer:
+                   cites: list[Citation] | None = None, short: str | None = None,
+                   support: float | None = None) -> Answer:
             timings["total"] = time.perf_counter() - t0
             return Answer(question=question, answer=text, abstained=abstained, citations=cites or [], contexts=ctx,
                           generator=spec, retriever=self.retriever_spec, language=lang, timings=timings,
-                          dropped_markers=dropped, standalone_question=standalone, evidence=evidence)
+                          dropped_markers=dropped, standalone_question=standalone, evidence=evidence,
+                          short=None if abstained else short, support=support, notes=notes)
 
         if not hits or evidence < self.min_evidence:
             text = NOT_FOUND.get(lang, NOT_FOUND["en"])
             yield text
             yield finish(text, hits, gen.spec, abstained=True)
             return
-        use_extractive = gen.extractive or (getattr(gen, "fallback", None) and not gen.supports(lang))
-        if not use_extractive:
+        if not gen.extractive:
             t = time.perf_counter()
             ctx = self.pack(query, hits, gen, lang)
             msgs = answer_messages(question if not standalone else standalone, [h.chunk.text for h in ctx],
                                    [self.label(h) for h in ctx], lang)
             pieces = []
-            verify = getattr(gen, "verify_grounding", False)
             max_new = min(self.max_new_tokens, getattr(gen, "max_new_tokens", self.max_new_tokens))
             for piece in gen.stream(msgs, max_new_tokens=max_new):
                 pieces.append(piece)
-                if not verify:  # a checked answer is shown only once it has passed the check
-                    yield piece
+                yield piece
             timings["generate"] = time.perf_counter() - t
             raw = "".join(pieces).strip()
-            if says_not_found(raw) and not verify:
+            if not raw or says_not_found(raw):
                 text = NOT_FOUND.get(lang, NOT_FOUND["en"])
                 yield finish(text, ctx, gen.spec, abstained=True)
                 return
-            if not verify or (not says_not_found(raw) and grounded(raw, [h.chunk.text for h in ctx])):
-                text, cites, dropped = self.citations(raw, ctx)
-                if verify:
-                    yield text
-                yield finish(text, ctx, gen.spec, dropped=dropped, cites=cites)
-                return
-            timings["discarded_generation"] = timings.pop("generate")
-        # extractive: the default's fallback for other languages and for unsupported answers
+            text, cites, dropped = self.citations(raw, ctx)
+            yield finish(text, ctx, gen.spec, dropped=dropped, cites=cites, short=short_answer(text))
+            return
+        # the extractive answerer (``extractive`` and ``default``)
         t = time.perf_counter()
-        ext = get_generator("extractive")
-        spec = ext.spec if gen.extractive else f"{gen.spec}→extractive"
+        ext, spec = gen, gen.spec
         # sentences are matched against the user's own words; a follow-up's rewrite only widens retrieval
         ctx_texts = [h.chunk.text for h in hits]
-        text, used, support = ext.answer(question, ctx_texts, similarity=self.sentence_similarity)
-        if not text and query != question:
-            text, used, support = ext.answer(query, ctx_texts, similarity=self.sentence_similarity)
+        heads = [" ".join(h.chunk.heading_path) for h in hits]
+        ex = ext.extract(question, ctx_texts, similarity=self.sentence_similarity, headings=heads)
+        if ex is None and query != question:
+            ex = ext.extract(query, ctx_texts, similarity=self.sentence_similarity, headings=heads)
         timings["generate"] = time.perf_counter() - t
-        if not text:
+        if ex is None:
             text = NOT_FOUND.get(lang, NOT_FOUND["en"])
             yield text
             yield finish(text, hits, spec, abstained=True)
             return
-        text, cites, dropped = self.citations(text, hits)
+        text, cites, dropped = self.citations(ex.text, hits)
+        for c in cites:  # the quote is the supporting unit, so the page view highlights what was quoted
+            if c.marker == ex.used[0]:
+                c.quote = ex.unit
         yield text
-        yield finish(text, hits, spec, dropped=dropped, cites=cites)
+        yield finish(text, hits, spec, dropped=dropped, cites=cites, short=ex.short, support=ex.support)
 
     # ------------------------------------------------------------------ conversations
 
@@ -298,7 +301,7 @@ class Conversation:
             return question
         gen = self.qa.generator
         lang = detect_language(question)
-        if not gen.extractive and not getattr(gen, "verify_grounding", False):
+        if not gen.extractive:
             hist = "\n".join(f"Q: {q}\nA: {a}" for q, a in self.history[-3:])
             msgs = [{"role": "user", "content": REWRITE.get(lang, REWRITE["en"]).format(history=hist, q=question)}]
             try:

@@ -105,7 +105,11 @@ class DocumentRecord:
 
 
 class Store:
-    """Low-level access to a collection directory (see the module docstring for the layout)."""
+    """Low-level access to a collection directory (see the module docstring for the layout); the
+    ``local`` implementation of :class:`pdfqa.backend.Backend`."""
+
+    #: dense search runs in FAISS indexes the collection derives from the stored vectors
+    native_dense = False
 
     def __init__(self, path: Path, manifest: dict, *, readonly: bool = False):
         self.path = Path(path)
@@ -185,8 +189,17 @@ class Store:
                                   f"(reads version {FORMAT_VERSION}); re-index the PDFs into a new collection")
         return cls(path, manifest, readonly=readonly)
 
+    @property
+    def derived_dir(self) -> Path:
+        """Derived indexes (FAISS, lexical, fitted models) are saved inside the collection directory."""
+        return self.path
+
     def save_manifest(self) -> None:
         atomic_write_json(self.path / "manifest.json", self.manifest)
+
+    def embedder_entry(self, spec: str, dim: int) -> dict:
+        """Manifest fields locating ``spec``'s derived index."""
+        return {"index_file": f"indexes/{slug(spec)}.faiss"}
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:

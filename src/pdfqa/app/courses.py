@@ -4,7 +4,9 @@ HTTP here (:mod:`pdfqa.app.server` is the HTTP layer over it).
 ::
 
     ROOT/<course-id>/course.json        {"id", "name", "created"}
-    ROOT/<course-id>/collection/        a pdfqa collection (see pdfqa.store)
+    ROOT/<course-id>/collection/        a pdfqa collection (see pdfqa.store), or, for a course created
+                                        with a Milvus store, the Milvus collection named in course.json
+                                        ("collection": "milvus:…", see pdfqa.milvus_store)
     ROOT/<course-id>/files/<name>.pdf   the PDFs the collection was built from (pages are rendered from these)
     ROOT/<course-id>/files/.pending/<job>/<name>.pdf
                                         an upload waiting for (or in) indexing; moved into files/ once indexed
@@ -127,10 +129,11 @@ class _CountingEmbedder:
 
 
 class Course:
-    def __init__(self, root: Path, cid: str, name: str, created: float):
+    def __init__(self, root: Path, cid: str, name: str, created: float, collection: str | None = None):
         self.id, self.name, self.created = cid, name, created
         self.dir = root / cid
-        self.collection_dir = self.dir / "collection"
+        #: the course's collection: its own directory, or a ``milvus:`` location
+        self.collection_dir: Path | str = collection or self.dir / "collection"
         self.files_dir = self.dir / "files"
         self.pending_dir = self.files_dir / ".pending"
         self.tmp_dir = self.dir / "tmp"
@@ -140,7 +143,10 @@ class Course:
         self.writer: _ProgressCollection | None = None  # used by the indexer thread only
 
     def to_json(self) -> dict:
-        return {"id": self.id, "name": self.name, "created": self.created}
+        d = {"id": self.id, "name": self.name, "created": self.created}
+        if isinstance(self.collection_dir, str):
+            d["collection"] = self.collection_dir
+        return d
 
     def file_path(self, doc: str) -> Path:
         """The stored file of an indexed document (``doc`` must be a name this app produced)."""
@@ -153,6 +159,8 @@ class Course:
     # ------------------------------------------------------------------ readers
 
     def _manifest_mtime(self) -> float:
+        if isinstance(self.collection_dir, str):
+            return 0.0  # Milvus: a reader follows the collection's generation itself
         try:
             return (self.collection_dir / "manifest.json").stat().st_mtime_ns
         except OSError:
@@ -173,17 +181,19 @@ class Course:
                 c.close()
         if col is None:
             col = Collection.open(self.collection_dir, readonly=True)
-        db = col.store.db
+        db = getattr(col.store, "db", None)  # SQLite (local); Milvus shows whole documents without one
         ok = True
         try:
-            db.execute("BEGIN")
+            if db is not None:
+                db.execute("BEGIN")
             yield col
         except BaseException:
             ok = False
             raise
         finally:
             try:
-                db.execute("ROLLBACK")  # read-only: nothing to commit
+                if db is not None:
+                    db.execute("ROLLBACK")  # read-only: nothing to commit
             except Exception:
                 ok = False
             with self.lock:
@@ -206,10 +216,14 @@ class Course:
 class CourseManager:
     """All courses under ``root``, one indexer thread, and the questions' worker threads."""
 
-    def __init__(self, root: str | Path, *, embedder: str | None = None, index_workers: int = 1):
+    def __init__(self, root: str | Path, *, embedder: str | None = None, index_workers: int = 1,
+                 store: str | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.embedder = embedder
+        #: where new courses' collections go: None = inside the course folder, or a ``milvus:`` location
+        #: (each course one Milvus collection beside it)
+        self.store = store
         self.courses: dict[str, Course] = {}
         self._lock = threading.RLock()
         self._jobs: deque[tuple[str, str, str, str]] = deque()  # (kind, course id, doc, job id)
@@ -229,7 +243,7 @@ class CourseManager:
                 continue
             try:
                 m = json.loads(meta.read_text())
-                course = Course(self.root, d.name, str(m["name"]), float(m.get("created", 0)))
+                course = Course(self.root, d.name, str(m["name"]), float(m.get("created", 0)), m.get("collection"))
             except (OSError, ValueError, KeyError) as e:
                 log.warning("skipping %s: unreadable course.json (%s)", d, e)
                 continue
@@ -266,7 +280,12 @@ class CourseManager:
                     break
                 except FileExistsError:
                     continue
-            course = Course(self.root, cid, name, time.time())
+            location = None
+            if self.store:
+                from ..milvus_store import pool_location
+
+                location = pool_location(self.store, f"course_{cid}")
+            course = Course(self.root, cid, name, time.time(), location)
             course.files_dir.mkdir()
             Collection.open(course.collection_dir, create=True, embedder=self.embedder).close()
             tmp = course.dir / ".course.json.tmp"

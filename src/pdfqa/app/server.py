@@ -73,6 +73,8 @@ class AppSettings:
     ask_workers: int = 4
     k: int = 5
     embedder: str | None = None
+    #: where new courses' collections live: None (their folder) or a milvus: location
+    store: str | None = None
     pdf_workers: int = 2
     pdf_timeout: float = 60.0
     warm_up: bool = False
@@ -196,14 +198,15 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
                retriever: str | None = None, retrievers: Sequence[str] | None = None,
                max_upload_mb: float = 50, max_pages: int = 500, answer_timeout: float = 120.0,
                ask_workers: int = 4, k: int = 5, embedder: str | None = None, pdf_workers: int = 2,
-               warm_up: bool = False):
+               warm_up: bool = False, store: str | None = None):
     """The course assistant as a FastAPI app over the courses under ``root`` (created if missing).
 
     ``generators`` are the generator specs (or :class:`~pdfqa.generators.Generator` objects, by their
     ``spec``) offered in the picker, ``generator`` the preselected one; likewise ``retrievers`` /
     ``retriever``. ``exposed`` says the server listens beyond loopback: it then refuses to start without
     ``admin_token``. Uploads are limited to ``max_upload_mb`` and ``max_pages``; an answer that takes
-    longer than ``answer_timeout`` seconds is abandoned with a 504 and a message.
+    longer than ``answer_timeout`` seconds is abandoned with a 504 and a message. ``store`` (a
+    ``milvus:`` location) keeps new courses' collections in Milvus.
     """
     from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
@@ -233,8 +236,8 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
                            generators=list(offered), retriever=retr[0], retrievers=retr,
                            max_upload_bytes=int(max_upload_mb * 2**20), max_pages=max_pages,
                            answer_timeout=answer_timeout, ask_workers=ask_workers, k=k, embedder=embedder,
-                           pdf_workers=pdf_workers, warm_up=warm_up, generator_objects=offered)
-    manager = CourseManager(settings.root, embedder=embedder)
+                           pdf_workers=pdf_workers, warm_up=warm_up, generator_objects=offered, store=store)
+    manager = CourseManager(settings.root, embedder=embedder, store=store)
     pdf = PdfWorkers(pdf_workers, settings.pdf_timeout)
     asks = ThreadPoolExecutor(ask_workers, thread_name_prefix="pdfqa-ask")
     renders: OrderedDict[tuple, dict] = OrderedDict()
@@ -531,7 +534,7 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
         words = None
         if quote:  # an OCR'd page has no text layer to find the quote in: its OCR word boxes do
             with course.reader() as col:
-                found = col.store.ocr_page(doc, page)
+                found = col.store.ocr_page(doc, page) if hasattr(col.store, "ocr_page") else None
             words = found["words"] if found else None
         try:
             out = pdf.call(job_render_page, str(path), page, scale, quote or None, words)

@@ -7,6 +7,8 @@ Japanese has no spaces, so Japanese text is compared character by character (the
 (1.0, 1.0)
 >>> round(token_f1("東アジアの広範囲", ["東アジア"]), 3)
 0.667
+>>> contains_gold("Capital expenditure was $1,577 million. [1]", ["$1577.00"]), contains_gold("約15メートル", ["15 メートル"])
+(1.0, 1.0)
 """
 from __future__ import annotations
 
@@ -45,6 +47,28 @@ def tokens(text: str) -> list[str]:
         if buf:
             out.append(buf)
     return out
+
+
+_NUMBER = re.compile(r"(?<![\w.])[$¥€£]?\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?")
+
+
+def _numbers_plain(text: str) -> str:
+    """Write numbers one way: no currency sign, no thousands separators, no trailing ``.0``/``.00``."""
+    def repl(m: re.Match) -> str:
+        whole, frac = m.group(1).replace(",", ""), (m.group(2) or "").rstrip("0")
+        return whole + ("." + frac if frac else "")
+    return _NUMBER.sub(repl, text)
+
+
+def _squeezed(text: str) -> str:
+    return normalize(_numbers_plain(unicodedata.normalize("NFKC", text))).replace(" ", "")
+
+
+def contains_gold(prediction: str, answers: list[str]) -> float:
+    """1.0 when a gold answer occurs in the prediction, after normalisation (case, punctuation,
+    articles, spaces, full-width forms, and numbers written one way: ``$1,577.00`` = ``1577``)."""
+    p = _squeezed(prediction)
+    return 1.0 if p and any((g := _squeezed(a)) and g in p for a in answers) else 0.0
 
 
 def exact_match(prediction: str, answers: list[str]) -> float:

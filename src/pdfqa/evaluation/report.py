@@ -57,9 +57,47 @@ def write_report(run: dict, out: str | Path, *, command: str = "") -> list[Path]
             md.append(f"**{r['retriever']}** misses in the top 5: {len(misses)} — e.g. "
                       + "; ".join(f"`{q['id']}` {q['question'][:60]}" for q in misses[:3]))
             md.append("")
+    md += _answer_section(run, out, files)
     (out / "report.md").write_text("\n".join(md))
     files.insert(0, out / "report.md")
     return files
+
+
+def worst_answers(records: list[dict], n: int = 10) -> list[dict]:
+    """The ``n`` worst answered questions: abstentions and answers without the gold first, then by F1."""
+    return sorted(records, key=lambda r: (r["contains_gold"], r["f1"], not r["abstained"]))[:n]
+
+
+def _answer_section(run: dict, out: Path, files: list[Path]) -> list[str]:
+    """``answers.csv`` (one row per question and retriever) and the answer table with the worst answers."""
+    runs = [r for r in run["results"] if "answer" in r]
+    if not runs:
+        return []
+    with open(out / "answers.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["retriever", "id", "question", "gold", "answer", "short_answer", "citations", "abstained",
+                    "contains_gold", "f1", "em"])
+        for r in runs:
+            for q in r["answer"]["questions"]:
+                w.writerow([r["retriever"], q["id"], q["question"], " | ".join(q["gold"]), q["answer"],
+                            q["short_answer"] or "", "; ".join(f"{c['doc']} p.{c['page']}" for c in q["citations"]),
+                            int(q["abstained"]), q["contains_gold"], q["f1"], q["em"]])
+    files.append(out / "answers.csv")
+    md = ["## Answers", "", "| retriever | contains gold | F1 | EM | citation precision | abstained | s/answer |",
+          "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        a = r["answer"]
+        md.append(f"| {r['retriever']} | {a['contains_gold']:.3f} | {a['f1']:.3f} | {a['em']:.3f} | "
+                  f"{a['citation_precision']:.3f} | {a['abstention_rate']:.1%} | {a['seconds_mean']:.2f} |")
+    md += ["", "`answers.csv` has every question's answer, citations, abstained flag, contains-gold and F1.", ""]
+    for r in runs:
+        md += [f"**Worst answers, {r['retriever']}**", "", "| id | question | gold | answer | F1 |", "|---|---|---|---|---|"]
+        for q in worst_answers(r["answer"]["questions"]):
+            cell = lambda t: " ".join(str(t).split()).replace("|", "\\|")[:120]  # noqa: E731
+            shown = "(abstained)" if q["abstained"] else q["answer"]
+            md.append(f"| `{q['id']}` | {cell(q['question'])} | {cell(' / '.join(q['gold']))} | {cell(shown)} | {q['f1']:.2f} |")
+        md.append("")
+    return md
 
 
 def _colors(n: int) -> list:

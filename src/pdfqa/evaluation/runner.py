@@ -35,7 +35,10 @@ def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: st
     context = context or DEFAULT_CONTEXT
     key = hashlib.sha1(str(src).encode()).hexdigest()[:10]
     suffix = "" if context == DEFAULT_CONTEXT else f"-{context.replace('+', '_')}"
-    path = Path(workdir) / f"{src.stem if src.is_file() else src.name}-{key}{suffix}"
+    name = f"{src.stem if src.is_file() else src.name}-{key}{suffix}"
+    from ..milvus_store import is_milvus, pool_location
+
+    path = pool_location(str(workdir), name) if is_milvus(workdir) else Path(workdir) / name
     col = Collection.open(path, create=True, embedder=embedder, base_url=base_url, context=context)
     if pdfs is not None:
         report = col.index([src], progress=progress)
@@ -48,30 +51,42 @@ def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: st
 
 def answer_metrics(col: Collection, items: list[QAItem], retriever: str, generator: str, per_q: list[dict],
                    progress: bool = True) -> dict:
-    """Answer every question with ``generator`` over ``retriever``: EM, token F1, citation precision,
-    abstention rate and mean seconds (per-question answers added to ``per_q``)."""
+    """Answer every question with ``generator`` over ``retriever``.
+
+    Returns the means — ``contains_gold`` (a gold answer occurs in the answer), ``f1`` and ``em`` (of the
+    short answer), ``citation_precision``, ``abstention_rate``, ``seconds_mean`` — and under ``"questions"``
+    one record per question: ``id``, ``question``, ``gold`` (the gold answers), ``answer``, ``short_answer``,
+    ``citations`` (``[{"doc", "page"}]``), ``abstained``, ``contains_gold``, ``f1``, ``em``, ``seconds``."""
     from tqdm.auto import tqdm
 
     from ..qa import PDFQA
-    from .answers import citation_precision, exact_match, token_f1
+    from .answers import citation_precision, contains_gold, exact_match, token_f1
 
     qa = PDFQA(col, generator=generator, retriever=retriever)
-    em, f1, cp, abst, secs = [], [], [], [], []
+    em, f1, cg, cp, abst, secs, records = [], [], [], [], [], [], []
     for it, q in tqdm(list(zip(items, per_q)), desc=f"{retriever} → {generator}", disable=not progress, leave=False):
         t = time.perf_counter()
         ans = qa.ask(it.question)
         secs.append(time.perf_counter() - t)
         abst.append(1.0 if ans.abstained else 0.0)
-        text = "" if ans.abstained else ans.answer
-        em.append(exact_match(text, it.answers))
-        f1.append(token_f1(text, it.answers))
+        shown = "" if ans.abstained else ans.answer
+        short = "" if ans.abstained else (ans.short or ans.answer)
+        rec = {"id": it.id, "question": it.question, "gold": it.answers, "answer": ans.answer,
+               "short_answer": ans.short, "citations": [{"doc": c.doc, "page": c.page} for c in ans.citations],
+               "abstained": ans.abstained, "contains_gold": contains_gold(shown, it.answers),
+               "f1": round(token_f1(short, it.answers), 4), "em": exact_match(short, it.answers),
+               "seconds": round(secs[-1], 3)}
+        records.append(rec)
+        cg.append(rec["contains_gold"])
+        em.append(rec["em"])
+        f1.append(rec["f1"])
         c = citation_precision([(c.doc, c.pages) for c in ans.citations], set(it.doc_ids), set(it.pages))
         if c is not None:
             cp.append(c)
         q["answer"] = ans.answer
     mean = lambda xs: round(statistics.fmean(xs), 4) if xs else 0.0  # noqa: E731
-    return {"em": mean(em), "f1": mean(f1), "citation_precision": mean(cp), "abstention_rate": mean(abst),
-            "seconds_mean": mean(secs)}
+    return {"contains_gold": mean(cg), "em": mean(em), "f1": mean(f1), "citation_precision": mean(cp),
+            "abstention_rate": mean(abst), "seconds_mean": mean(secs), "questions": records}
 
 
 def ensure_retriever(col: Collection, spec: str, progress: bool = True) -> float:

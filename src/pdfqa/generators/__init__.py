@@ -1,9 +1,9 @@
 """Generators by spec string.
 
 ================================  =====================================================================
-``default``                        offline: SmolLM2-135M for English questions, its answer checked
-                                   against the sources; the extractive answerer otherwise
-``extractive``                     best-supported sentences of the retrieved blocks (any language)
+``default``                        offline: the extractive answerer (chosen from benchmarks/README.md)
+``extractive``                     the fact (a span, else the sentence, list item or table row) from the
+                                   retrieved blocks, then its supporting sentence, cited (any language)
 ``smollm2``                        SmolLM2-135M-Instruct alone (English, small: expect weak answers)
 ``openai:<model>``                 OpenAI chat models (``OPENAI_API_KEY``)
 ``openai-compatible:<url>[#m]``    llamafile, LM Studio, Ollama, vLLM, text-generation-webui

@@ -1,29 +1,72 @@
-"""The extractive answerer: the best-supported sentences of the retrieved blocks, with their citations.
+"""The extractive answerer: the fact first — the shortest unit of the retrieved blocks that holds the
+answer — then the supporting sentence with its citation.
 
-No model is involved: sentences of the retrieved chunks are scored against the question with BM25
-over Japanese-aware tokens (morphological for Japanese, stemmed for English); the best one (and a
-close second from elsewhere) form the answer, each cited. Works for any language; it never says
-anything the documents do not.
+No language model is involved. The retrieved chunks are cut into answer units (sentences, list items,
+table rows with their header: :mod:`pdfqa.text.units`); each unit is scored against the question by
+BM25 over Japanese-aware tokens plus, when pdfqa passes one, the dense model's similarity, plus whether
+it holds something of the type asked for (a date for "when", a number for "how many", ...). In the best
+unit :mod:`pdfqa.generators.spans` looks for the span that answers; when it finds one the answer is
+that span, then the unit quoted with its ``[n]``; otherwise the unit itself (a list item, a table row
+with its header, a sentence). Mojibake and table debris are never returned. Works for any language; it
+never says anything the documents do not.
 
 >>> gen = ExtractiveGenerator()
->>> text, used, support = gen.answer("What was BPE originally?", [
+>>> ex = gen.extract("When was BPE introduced?", [
 ...     "WordPiece works with word-start symbols.",
-...     "BPE was originally a simple compression technique for byte sequences. It merges pairs."])
->>> text, used
-('BPE was originally a simple compression technique for byte sequences. [2]', [2])
+...     "BPE was introduced by Gage in 1994 for data compression. It merges pairs."])
+>>> ex.short, ex.text, ex.used
+('1994', '1994\\nBPE was introduced by Gage in 1994 for data compression. [2]', [2])
+
+An :class:`Extract` carries ``short`` (the fact), ``text`` (what is shown, with ``[n]`` markers),
+``used`` (1-based context numbers), ``kind`` (``span``, ``sentence``, ``item`` or ``row``), ``unit``
+(the supporting unit as it stands in the source, for highlighting), ``support`` (the idf-weighted share of the question's words found in the unit,
+its block's heading or its neighbours, in [0, 1]) and ``similarity`` (the dense model's cosine of the
+unit, ``None`` without one).
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable
 
-from ..text import split_sentences
+from ..pdf.quality import assess_page_text
+from ..text.lang import is_cjk
 from ..text.tokenize import get_tokenizer
+from ..text.units import Unit, answer_units
 from .base import Generator
+from .spans import Question, analyse, best_span, tokens
 
-#: below this share of the question's (idf-weighted) terms found in the best sentence, abstain
-MIN_SUPPORT = 0.3
+#: below this share of the question's (idf-weighted) words found around the best unit, abstain; chosen
+#: across all sets by benchmarks/calibrate_abstention.py (benchmarks/README.md)
+MIN_SUPPORT = 0.25
+#: a unit without anything of the asked type (no date for "when") counts this share of its support
+UNTYPED_SUPPORT = 0.75
+#: a second unit (from another passage) is shown when it scores at least this share of the best one
+SECOND_UNIT = 0.85
+#: units given to the dense model per question (the best by term overlap): bounds the answer step's cost
+MAX_EMBEDDED = 8
+
+
+@dataclass
+class Extract:
+    short: str
+    text: str
+    used: list[int]
+    kind: str
+    unit: str
+    support: float
+    similarity: float | None
+
+
+def _usable(u: Unit) -> bool:
+    """Not mojibake, not debris: enough letters (a table row may be numbers), one or two scripts."""
+    letters = sum(1 for c in u.text if c.isalpha())
+    if u.kind != "row" and (letters < 2 or letters < 0.3 * len(u.text.replace(" ", ""))):
+        return False
+    if all(c.isascii() or is_cjk(c) for c in u.text):  # one or two scripts by construction: skip the costly check
+        return True
+    return assess_page_text(u.text) is None
 
 
 class ExtractiveGenerator(Generator):
@@ -31,63 +74,96 @@ class ExtractiveGenerator(Generator):
     extractive = True
     context_window = 100_000
 
-    def __init__(self, *, max_sentences: int = 2, min_support: float = MIN_SUPPORT):
-        self.max_sentences = max_sentences
+    def __init__(self, *, min_support: float = MIN_SUPPORT, max_embedded: int = MAX_EMBEDDED):
         self.min_support = min_support
+        self.max_embedded = max_embedded
 
     def generate(self, messages: list[dict], *, max_new_tokens: int = 512, **kwargs) -> str:
-        raise NotImplementedError("the extractive answerer works on (question, contexts): use answer()")
+        raise NotImplementedError("the extractive answerer works on (question, contexts): use extract()")
 
-    def answer(self, question: str, contexts: list[str],
-               similarity: Callable[[str, list[str]], list[float]] | None = None) -> tuple[str, list[int], float]:
-        """(answer text with [n] markers, 1-based context numbers used, support in [0, 1]).
-
-        ``similarity(question, sentences)``, when given (pdfqa passes the collection's dense
-        embedder), adds semantic closeness to the lexical score: paraphrases then count too.
-        """
+    def extract(self, question: str, contexts: list[str], similarity: Callable[[str, list[str]], list[float]] | None = None,
+                *, headings: list[str] | None = None) -> Extract | None:
+        """The answer to ``question`` from ``contexts`` (``None`` when no unit holds enough of the
+        question's words: see :attr:`min_support`). ``similarity(question, texts)``, when given (pdfqa
+        passes the collection's dense embedder), adds semantic closeness to the lexical score;
+        ``headings`` (one per context) count as the context of each of its units."""
         tok = get_tokenizer("default")
-        q = [t for t in dict.fromkeys(tok(question))]
-        sents = [(ci, s) for ci, text in enumerate(contexts, 1) for s in split_sentences(text.replace("\n", " "))
-                 if len(s.strip()) > 3]
-        if not q or not sents:
-            return "", [], 0.0
-        toks = [tok(s) for _, s in sents]
-        n = len(sents)
+        q = analyse(question)
+        qterms = q.terms
+        units = [(ci, u) for ci, text in enumerate(contexts, 1) for u in answer_units(text) if _usable(u)]
+        if not qterms or not units:
+            return None
+        toks = [tok(u.text) for _, u in units]
+        n = len(units)
         df = Counter(t for ts in toks for t in set(ts))
-        idf = {t: math.log(1 + (n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) for t in q}
-        avg = sum(map(len, toks)) / n or 1.0
+        idf = {t: math.log(1 + (n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) for t in qterms}
         q_weight = sum(idf.values()) or 1.0
+        avg = sum(map(len, toks)) / n or 1.0
+        head_toks = [set(tok(h)) if h else set() for h in (headings or [""] * len(contexts))]
         lex, supports = [], []
-        for ts in toks:
+        for i, ts in enumerate(toks):
             tf = Counter(ts)
-            lex.append(sum(idf[t] * tf[t] * 2.2 / (tf[t] + 1.2 * (0.25 + 0.75 * len(ts) / avg)) for t in q if t in tf))
-            supports.append(sum(idf[t] for t in q if t in tf) / q_weight)
+            lex.append(sum(idf[t] * tf[t] * 2.2 / (tf[t] + 1.2 * (0.25 + 0.75 * len(ts) / avg)) for t in qterms if t in tf))
+            ci, u = units[i]
+            # a unit is read with its block's heading and its neighbours (a slide title, the sentence
+            # before a list item): the question's words may sit there
+            around = set(ts) | head_toks[ci - 1]
+            for k in (i - 1, i + 1):
+                if 0 <= k < n and units[k][0] == ci:
+                    around |= set(toks[k])
+            supports.append((sum(idf[t] for t in qterms if t in set(ts)) + 0.5 * sum(
+                idf[t] for t in qterms if t in around and t not in set(ts))) / q_weight)
         top = max(lex) or 1.0
-        sem = list(similarity(question, [s for _, s in sents])) if similarity else [0.0] * n
-        lo, hi = min(sem), max(sem)
+        sims: list[float | None] = [None] * n
+        if similarity is not None:
+            order = sorted(range(n), key=lambda i: -lex[i])[: self.max_embedded]
+            got = list(similarity(question, [units[i][1].display() for i in order]))
+            for i, s in zip(order, got):
+                sims[i] = float(s)
+        known = [s for s in sims if s is not None]
+        lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
         scored = []
         for i in range(n):
-            semantic = (sem[i] - lo) / (hi - lo) if hi > lo else 0.0
-            rank_bonus = 0.02 / sents[i][0]  # better-retrieved contexts win ties
-            # the dense model judges question-sentence fit best; term overlap keeps it anchored
-            score = (0.3 * lex[i] / top + 0.7 * semantic if similarity else lex[i] / top) + rank_bonus
-            scored.append((score, supports[i], i))
+            ci, u = units[i]
+            semantic = (sims[i] - lo) / (hi - lo) if sims[i] is not None and hi > lo else 0.0
+            base = 0.3 * lex[i] / top + 0.7 * semantic if known else lex[i] / top
+            typed = q.atype in ("thing", "reason") or _has_type(q, u.text)
+            if not typed:  # "who"/"when"/"how many" and no name/date/number here: weaker evidence of an answer
+                supports[i] *= UNTYPED_SUPPORT
+            score = base + (0.15 if typed else 0.0) + 0.02 / ci  # better-retrieved contexts win ties
+            scored.append((score, i))
         scored.sort(reverse=True)
-        # only sentences that contain enough of the question's terms can answer it
-        scored = [x for x in scored if x[1] >= self.min_support]
-        if not scored:
-            return "", [], max(supports)
-        best_score, best_support, _ = scored[0]
-        chosen = [scored[0]]
-        for s in scored[1:]:
-            if len(chosen) >= self.max_sentences:
-                break
-            if s[0] >= 0.85 * best_score and s[1] >= self.min_support and toks[s[2]] != toks[chosen[0][2]]:
-                chosen.append(s)
-        # the best-supported sentence leads; a second one follows it
-        parts, used = [], []
-        for _, _, i in chosen:
-            ci, sent = sents[i]
-            parts.append(f"{sent.strip()} [{ci}]")
-            used.append(ci)
-        return " ".join(parts), sorted(set(used)), best_support
+        best_i = scored[0][1]
+        if supports[best_i] < self.min_support:  # the best unit must hold enough of the question's words
+            return None
+        ci, u = units[best_i]
+        weights = {t: idf[t] for t in qterms}
+        span = best_span(q, u.text, weights) if u.kind != "row" else None
+        shown = u.display()
+        # a close second from another passage follows the supporting unit: retrieval ranks passages, not
+        # answers, and a second source is often the one that says it outright
+        second = next((i for sc, i in scored[1:] if sc >= SECOND_UNIT * scored[0][0] and units[i][0] != ci
+                       and supports[i] >= self.min_support and toks[i] != toks[best_i]), None)
+        more = f"\n{units[second][1].display()} [{units[second][0]}]" if second is not None else ""
+        used = [ci] + ([units[second][0]] if second is not None else [])
+        if span is not None and _keep_span(q, span, u.text):
+            return Extract(span.text, f"{span.text}\n{shown} [{ci}]{more}", used, "span", u.text, supports[best_i],
+                           sims[best_i])
+        return Extract(shown, f"{shown} [{ci}]{more}", used, u.kind, u.text, supports[best_i], sims[best_i])
+
+
+def _has_type(q: Question, text: str) -> bool:
+    span = best_span(Question(q.text, q.lang, q.atype, []), text)
+    return span is not None and span.typed
+
+
+#: a span must score at least this (typed spans) to be given as the fact; else the unit is the answer
+MIN_SPAN_SCORE = {"thing": 0.45, "typed": 0.5}
+
+
+def _keep_span(q: Question, span, unit: str) -> bool:
+    if q.atype == "reason" or not span.text or len(span.text) >= 0.8 * len(unit):
+        return False  # why/how questions are answered by the sentence
+    if q.atype != "thing":
+        return span.typed and span.score >= MIN_SPAN_SCORE["typed"]
+    return span.score >= MIN_SPAN_SCORE["thing"] and len(tokens(span.text)) <= 8

@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 from functools import lru_cache
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UnknownComponentError
@@ -104,6 +105,42 @@ class MecabTokenizer:
             base = getattr(f, "orthBase", None) or w.surface
             out.append(base if is_cjk(base[:1] or "a") else w.surface)
         return out
+
+
+@dataclass(slots=True)
+class Morpheme:
+    """A MeCab morpheme with its character offsets in the analysed text."""
+
+    surface: str
+    pos: str  # UniDic part of speech, first level (名詞, 助詞, ...)
+    base: str  # dictionary form (the surface where MeCab has none)
+    start: int
+    end: int
+    proper: bool  # a proper noun (固有名詞)
+
+
+def morphemes(text: str) -> list[Morpheme]:
+    """Every morpheme of ``text`` (particles and symbols included) with offsets, by fugashi + unidic-lite;
+    without them, CJK runs come back as single characters (part of speech ``""``)."""
+    try:
+        tagger = _mecab()._tagger()
+    except ImportError:
+        return [Morpheme(ch, "", ch, i, i + 1, False) for i, ch in enumerate(text) if not ch.isspace()]
+    out, pos = [], 0
+    for w in tagger(text):
+        start = text.find(w.surface, pos)
+        if start < 0:
+            continue
+        pos = start + len(w.surface)
+        f = w.feature
+        out.append(Morpheme(w.surface, getattr(f, "pos1", "") or "", getattr(f, "orthBase", None) or w.surface,
+                            start, pos, getattr(f, "pos2", "") == "固有名詞"))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _mecab() -> "MecabTokenizer":
+    return MecabTokenizer()
 
 
 class SudachiTokenizer:
