@@ -52,8 +52,9 @@ _LEADERS = re.compile(r"[.．·・…‥_]{3,}")
 
 
 def norm(text: str) -> str:
-    """NFKC; dot leaders of contents pages dropped (a row of 60 dots is not text anyone searches for)."""
-    return _LEADERS.sub(" ", unicodedata.normalize("NFKC", text))
+    """NFKC; dot leaders of contents pages dropped (a row of 60 dots is not text anyone searches for);
+    PDFium's mark for a hyphen at a line break (U+FFFE) read as the hyphen it shows."""
+    return _LEADERS.sub(" ", unicodedata.normalize("NFKC", text.replace("\ufffe", "-")))
 
 
 def cer(hyp: str, ref: str) -> float:
@@ -98,7 +99,8 @@ def page_ids(path: Path) -> list[int]:
 
 
 def render(path: Path, index: int, dpi: int):
-    """(grey array, text layer, points per pixel) of page ``index`` (0-based)."""
+    """(grey array, text layer, points per pixel, visible characters) of page ``index`` (0-based): the
+    characters are ``(char, x, y)``, the centre of each in points of the page as rendered."""
     import pypdfium2 as pdfium
 
     from pdfqa.pdf.ocr import render_gray
@@ -108,25 +110,83 @@ def render(path: Path, index: int, dpi: int):
     gray, s = render_gray(pg, dpi)
     tp = pg.get_textpage()
     text = tp.get_text_range()
+    chars = visible_chars(pg, tp, gray, s)
     tp.close()
     pg.close()
     pdf.close()
-    return gray, text, s
+    return gray, text, s, chars
+
+
+def visible_chars(pg, tp, gray, s) -> list[tuple[str, float, float]]:
+    """The text layer's characters that are drawn on the rendered page (their box shows some contrast):
+    text hidden behind an image, white on white or outside the crop box is in the text layer but not in
+    the picture, and no OCR can read it."""
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    h, w = gray.shape
+    dx, dy = ctypes.c_int(), ctypes.c_int()
+
+    def device(x: float, y: float) -> tuple[int, int]:  # page space -> pixels of the render (its /Rotate applied)
+        raw.FPDF_PageToDevice(pg.raw, 0, 0, w, h, 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
+        return dx.value, dy.value
+
+    out = []
+    for i in range(tp.count_chars()):
+        ch = tp.get_text_range(i, 1)
+        if not ch.strip():
+            continue
+        l, b, r, t = tp.get_charbox(i)
+        (xa, ya), (xb, yb) = device(l, b), device(r, t)
+        x0, x1, y0, y1 = max(0, min(xa, xb)), min(w, max(xa, xb) + 1), max(0, min(ya, yb)), min(h, max(ya, yb) + 1)
+        box = gray[y0:y1, x0:x1]
+        if box.size and int(box.max()) - int(box.min()) >= 64:
+            out.append((ch, (x0 + x1) / 2 * s, (y0 + y1) / 2 * s))
+    return out
+
+
+def line_cer(lines, chars) -> float:
+    """CER by position: each visible text-layer character goes to the OCR line whose box holds its centre
+    (the smallest such box), each line is compared with its characters (edit distance, text-layer order),
+    and characters no line holds count as missed. The order in which OCR puts its lines (a slide's
+    sidebar before or after its body) does not count; the order within a line and every character does."""
+    from rapidfuzz.distance import Levenshtein
+
+    def squash(t: str) -> str:
+        return "".join(norm(t).split())
+
+    buckets: dict[int, list[str]] = {k: [] for k in range(len(lines))}
+    missed = []
+    for ch, x, y in chars:
+        best = None
+        for k, ln in enumerate(lines):
+            pad = 0.25 * (ln.y1 - ln.y0)
+            if ln.x0 - pad <= x <= ln.x1 + pad and ln.y0 - pad <= y <= ln.y1 + pad:
+                area = (ln.x1 - ln.x0) * (ln.y1 - ln.y0)
+                if best is None or area < best[0]:
+                    best = (area, k)
+        (buckets[best[1]] if best else missed).append(ch)
+    errors = len(squash("".join(missed)))
+    errors += sum(Levenshtein.distance(squash(ln.text), squash("".join(buckets[k]))) for k, ln in enumerate(lines))
+    return errors / max(1, len(squash("".join(ch for ch, _, _ in chars))))
 
 
 class Engines:
-    """``tesserocr`` (jpn+eng on every page), ``tesserocr-auto`` (what pdfqa does by default: the set's
-    own language, jpn or eng, with jpn+eng for pages it reads poorly), ``tesseract-cli`` (jpn+eng)."""
+    """``tesserocr`` (pdfqa's path with jpn+eng on every page), ``tesserocr-auto`` (what pdfqa does by
+    default: the set's own language, jpn or eng, with jpn+eng for pages it reads poorly),
+    ``tesserocr-plain`` (Tesseract's own text for the page, jpn+eng, none of pdfqa's steps: what the
+    leader erasing, the one-column contents pages and the confidence filter add), ``tesseract-cli``
+    (jpn+eng through pytesseract), ``rapidocr``."""
 
     def __init__(self, languages: str):
         import tesserocr
 
-        from pdfqa.pdf.ocr import tessdata_dir
+        from pdfqa.pdf.ocr import TessApis, tessdata_dir
 
         self.languages = languages
-        self.apis = {lang: tesserocr.PyTessBaseAPI(path=tessdata_dir(), lang=lang, psm=tesserocr.PSM.AUTO)
-                     for lang in {languages, "jpn", "eng", "jpn+eng"}}
-        self.osd = tesserocr.PyTessBaseAPI(path=tessdata_dir(), lang="osd", psm=tesserocr.PSM.OSD_ONLY)
+        self.apis = TessApis()  # pdfqa's own engines (by languages and segmentation mode)
+        self.plain = tesserocr.PyTessBaseAPI(path=tessdata_dir(), lang=languages, psm=tesserocr.PSM.AUTO)
         try:
             from rapidocr_onnxruntime import RapidOCR
 
@@ -135,20 +195,32 @@ class Engines:
             self.rapid = None
 
     def tesserocr(self, gray, s, lang=None) -> str:
+        """pdfqa's path (leaders erased, contents pages as one column, fallbacks, rotation) with ``lang``."""
         from pdfqa.documents import Page
-        from pdfqa.pdf.ocr import _recognize, apply_result
+        from pdfqa.pdf.ocr import BOTH, _recognize, apply_result
 
         lang = lang or self.languages
-        fallback = self.apis["jpn+eng"] if lang != "jpn+eng" else None
-        res = _recognize(self.apis[lang], self.osd, gray, lang, 300_000, fallback)
+        res = _recognize(self.apis, gray, lang, 300_000, BOTH if lang != BOTH else None)
         page = Page(number=1, label=None, width=gray.shape[1] * s, height=gray.shape[0] * s, skip_reason="x")
         apply_result(page, res, s)
-        return page.text
+        return page.text, page.lines
 
-    def run(self, name: str, gray, s, set_lang: str) -> str:
+    def plain_tesserocr(self, gray, s) -> str:
+        """Tesseract as it comes (``languages``, automatic segmentation): the text of every line."""
+        from PIL import Image
+
+        self.plain.SetImage(Image.fromarray(gray))
+        return self.plain.GetUTF8Text()
+
+    def run(self, name: str, gray, s, set_lang: str) -> tuple[str, list | None]:
+        """(text, lines with their boxes in points, or None for the engines outside pdfqa)."""
         if name == "tesserocr-auto":
             return self.tesserocr(gray, s, {"ja": "jpn", "en": "eng"}[set_lang])
-        return getattr(self, name.replace("tesseract-", ""))(gray, s)
+        if name == "tesserocr":
+            return self.tesserocr(gray, s)
+        if name == "tesserocr-plain":
+            return self.plain_tesserocr(gray, s), None
+        return getattr(self, name.replace("tesseract-", ""))(gray, s), None
 
     def cli(self, gray, s) -> str:
         import pytesseract
@@ -166,9 +238,10 @@ class Engines:
 def part_cer(args) -> None:
     os.environ["OMP_THREAD_LIMIT"] = "1"
     eng = Engines(args.languages)
-    names = ["tesserocr", "tesserocr-auto", "tesseract-cli"] + (["rapidocr"] if eng.rapid is not None else [])
+    names = ["tesserocr", "tesserocr-auto", "tesserocr-plain", "tesseract-cli"] + (["rapidocr"] if eng.rapid is not None else [])
     rows: dict[tuple, list] = {}
-    # the scanned brochure against its ground truth
+    pages: list[dict] = []
+    # the scanned brochure against its ground truth (no character positions: no line CER)
     import pypdfium2 as pdfium
 
     from pdfqa.pdf.ocr import render_gray
@@ -178,38 +251,49 @@ def part_cer(args) -> None:
     for dpi in args.dpi:
         gray, s = render_gray(pdf[0], dpi)
         for name in names:
-            if name in ("tesseract-cli", "rapidocr") and dpi != 150:
+            if name in ("tesserocr-plain", "tesseract-cli", "rapidocr") and dpi != 150:
                 continue
             t = cpu_seconds()
-            text = eng.run(name, gray, s, "en")
-            rows.setdefault(("scanned_linn", dpi, name), []).append(scores(text, truth, cpu_seconds() - t))
+            text, _ = eng.run(name, gray, s, "en")
+            rows.setdefault(("scanned_linn", dpi, name), []).append(scores(text, None, truth, None, cpu_seconds() - t))
     for set_name, (lang, files) in CER_SETS.items():
         for f in files:
             for i in page_ids(f):
                 for dpi in args.dpi:
-                    gray, ref, s = render(f, i, dpi)
+                    gray, ref, s, chars = render(f, i, dpi)
                     if len("".join(ref.split())) < 20:
                         continue
                     for name in names:
-                        if name in ("tesseract-cli", "rapidocr") and dpi != 150:
+                        if name in ("tesserocr-plain", "tesseract-cli", "rapidocr") and dpi != 150:
                             continue  # the other engines at the default resolution only (time)
                         t = cpu_seconds()
-                        text = eng.run(name, gray, s, lang)
-                        rows.setdefault((set_name, dpi, name), []).append(scores(text, ref, cpu_seconds() - t))
+                        text, lines = eng.run(name, gray, s, lang)
+                        sc = scores(text, lines, ref, chars, cpu_seconds() - t)
+                        rows.setdefault((set_name, dpi, name), []).append(sc)
+                        pages.append({"set": set_name, "file": f.name, "page": i + 1, "dpi": dpi, "engine": name,
+                                      "cer": sc[0], "cer_line": sc[1], "cer_free": sc[2], "wer": sc[3],
+                                      "wer_free": sc[4], "cpu_s": sc[5]})
                 print(f"  {set_name} {f.name} p{i + 1} done", file=sys.stderr, flush=True)
     print(f"\n## CER/WER (`{' '.join(map(shlex.quote, sys.argv))}`)\n{machine()}\n")
-    print("CER/WER: in the text layer's reading order; order-free: multiset of characters/words (see bag_error)\n")
-    print("| set | dpi | engine | pages | CER | CER order-free | WER | WER order-free | CPU s/page |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("CER/WER: in the text layer's reading order; by line: each OCR line against the visible text-layer "
+          "characters inside its box (line_cer); order-free: multiset of characters/words (bag_error). "
+          "Means over pages.\n")
+    print("| set | dpi | engine | pages | CER | CER by line | CER order-free | WER | WER order-free | CPU s/page |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     out = []
+
+    def fmt(x):
+        return "–" if x is None else f"{x:.3f}"
+
     for (set_name, dpi, name), vals in sorted(rows.items()):
-        m = [statistics.mean(v[k] for v in vals) for k in range(5)]
+        m = [None if any(v[k] is None for v in vals) else statistics.mean(v[k] for v in vals) for k in range(6)]
         latin = CER_SETS.get(set_name, ("en",))[0] == "en"
-        w = f"{m[2]:.3f} | {m[3]:.3f}" if latin else "– | –"
-        print(f"| {set_name} | {dpi} | {name} | {len(vals)} | {m[0]:.3f} | {m[1]:.3f} | {w} | {m[4]:.2f} |")
-        out.append({"set": set_name, "dpi": dpi, "engine": name, "pages": len(vals), "cer": m[0], "cer_free": m[1],
-                    "wer": m[2], "wer_free": m[3], "s_per_page": m[4]})
+        w = f"{fmt(m[3])} | {fmt(m[4])}" if latin else "– | –"
+        print(f"| {set_name} | {dpi} | {name} | {len(vals)} | {fmt(m[0])} | {fmt(m[1])} | {fmt(m[2])} | {w} | {m[5]:.2f} |")
+        out.append({"set": set_name, "dpi": dpi, "engine": name, "pages": len(vals), "cer": m[0], "cer_line": m[1],
+                    "cer_free": m[2], "wer": m[3], "wer_free": m[4], "s_per_page": m[5]})
     Path(args.out, "cer.json").write_text(json.dumps(out, indent=1))
+    Path(args.out, "cer_pages.json").write_text(json.dumps(pages, indent=1))
 
 
 def cpu_seconds() -> float:
@@ -232,8 +316,10 @@ def helper_cpu(pids: list[int]) -> float:
     return total
 
 
-def scores(text: str, ref: str, seconds: float) -> tuple:
-    return cer(text, ref), cer_free(text, ref), wer(text, ref), wer_free(text, ref), seconds
+def scores(text: str, lines, ref: str, chars, seconds: float) -> tuple:
+    """(CER, CER by line or None, CER order-free, WER, WER order-free, CPU seconds)."""
+    by_line = line_cer(lines, chars) if lines is not None and chars is not None else None
+    return cer(text, ref), by_line, cer_free(text, ref), wer(text, ref), wer_free(text, ref), seconds
 
 
 def image_only_copy(src: Path, dst: Path, dpi: int = 150, pages: list[int] | None = None) -> Path:

@@ -150,7 +150,7 @@ def engine_signature(languages: str) -> str:
     """What the cached OCR text depends on besides the image: engine version and languages."""
     import tesserocr
 
-    return f"tesseract {tesserocr.tesseract_version().split()[1]} {languages} psm3 v2"
+    return f"tesseract {tesserocr.tesseract_version().split()[1]} {languages} psm3 v3"
 
 
 # ------------------------------------------------------------------ the helper processes
@@ -179,34 +179,65 @@ def detect_languages(text: str) -> str | None:
     return BOTH
 
 
-def _recognize(api, osd, gray, languages: str, timeout_ms: int, fallback=None, vertical=None) -> dict:
+class TessApis:
+    """Tesseract engines of one process by (languages, page segmentation mode), created on first use
+    (each holds its model: ~0.1 s and ~50 MB to load), and the orientation detector."""
+
+    def __init__(self, path: str | None = None):
+        import tesserocr
+
+        self.path = path or tessdata_dir()
+        self._apis: dict[tuple[str, int], object] = {}
+        self.osd = tesserocr.PyTessBaseAPI(path=self.path, lang="osd", psm=tesserocr.PSM.OSD_ONLY)
+
+    def __call__(self, languages: str, psm: int = 3):
+        import tesserocr
+
+        if (languages, psm) not in self._apis:
+            self._apis[languages, psm] = tesserocr.PyTessBaseAPI(path=self.path, lang=languages, psm=psm)
+        return self._apis[languages, psm]
+
+
+#: page segmentation: ``PSM.AUTO`` (3) finds columns and text boxes; a page with this many rows of leader
+#: dots is a contents page or a form, read as one column of lines (``PSM.SINGLE_COLUMN``, 4): with the
+#: dots erased, AUTO splits its page numbers off into a column of their own and reads it as garbage
+#: (a ja_gov contents page: CER 0.245 with AUTO, 0.034 as one column)
+LEADER_ROWS_FOR_COLUMN = 3
+
+
+def _recognize(apis: TessApis, gray, languages: str, timeout_ms: int, fallback: str | None = None,
+               vertical: str | None = None) -> dict:
     """OCR one grey image (numpy H×W uint8) in a helper process; the upright result, or a rotated
-    one when the upright text is poor and the orientation detector is confident. When ``api``'s
-    languages read the page poorly, it is read again with ``fallback`` (jpn+eng: an English page in a
-    Japanese document) and, for Japanese, with ``vertical`` (jpn_vert: the horizontal model reads
-    vertical Japanese as garbage, CER 0.98 vs 0.02 measured); the best-supported reading wins."""
+    one when the upright text is poor and the orientation detector is confident. Leader dots are
+    erased first (:func:`erase_leaders`). When ``languages`` read the page poorly, it is read again with
+    ``fallback`` (jpn+eng: an English page in a Japanese document) and, for Japanese, with ``vertical``
+    (jpn_vert: the horizontal model reads vertical Japanese as garbage, CER 0.98 vs 0.02 measured);
+    the best-supported reading wins."""
     import numpy as np
 
     t = time.perf_counter()
-    res = _read(api, gray, timeout_ms)
-    for alt_api in (a for a in (fallback, vertical) if a is not None):
+    gray, leader_rows = erase_leaders(erase_table_rules(gray), count=True)
+    psm = 4 if leader_rows >= LEADER_ROWS_FOR_COLUMN else 3
+    lang = languages
+    res = _read(apis(lang, psm), gray, timeout_ms)
+    for alt_lang in (a for a in (fallback, vertical) if a is not None):
         if res.get("error") is not None or res["conf"] >= ROTATION_CHECK_BELOW:
             break
-        if alt_api is vertical and not (languages.startswith("jpn") or _CJK_RE.search(res["text"])):
+        if alt_lang == vertical and not (languages.startswith("jpn") or _CJK_RE.search(res["text"])):
             break
-        alt = _read(alt_api, gray, timeout_ms)
+        alt = _read(apis(alt_lang, 3 if alt_lang == vertical else psm), gray, timeout_ms)
         if alt.get("error") is None and alt["conf"] * alt["chars"] > res["conf"] * res["chars"]:
-            res, api = alt, alt_api
+            res, lang = alt, alt_lang
     res["rotation"] = 0
     if res.get("error") is None and res["conf"] < ROTATION_CHECK_BELOW:
         from PIL import Image
 
-        osd.SetImage(Image.fromarray(gray))
-        found = osd.DetectOrientationScript() or {}
+        apis.osd.SetImage(Image.fromarray(gray))
+        found = apis.osd.DetectOrientationScript() or {}
         deg = int(found.get("orient_deg") or 0)
         if deg and found.get("orient_conf", 0) >= 2.0:
             turned = np.ascontiguousarray(np.rot90(gray, k=deg // 90))
-            alt = _read(api, turned, timeout_ms)
+            alt = _read(apis(lang, 3), turned, timeout_ms)
             if alt.get("error") is None and alt["conf"] * alt["chars"] > res["conf"] * res["chars"]:
                 h, w = turned.shape
                 alt["words"] = [[tx, c, *_unrotate(box, deg, w, h)] for tx, c, *box in alt["words"]]
@@ -214,6 +245,118 @@ def _recognize(api, osd, gray, languages: str, timeout_ms: int, fallback=None, v
     res["size"] = [int(gray.shape[1]), int(gray.shape[0])]
     res["seconds"] = round(time.perf_counter() - t, 3)
     return res
+
+
+def erase_leaders(gray, count: bool = False):
+    """``gray`` with rows of leader dots (``目次 ........ 3``) painted white. Tesseract 5 drops whole
+    lines that carry a long run of dots, or reads the dots as ``ーー``/``eeSeSe`` (measured: a ja_gov
+    contents page lost 20 of its 33 lines; CER 0.37 → see benchmarks/README.md). A leader dot is a
+    connected blob at most a 250th of the page width across, in a run of at least six on one baseline
+    with even, empty gaps; dakuten, 。 and ・ sit alone or in pairs, so text is untouched (dotted
+    lines and fills in figures go too). With ``count``: (image, number of contents-page leader rows:
+    runs of at least 8 dots, a text line apart, ending at one right margin).
+
+    >>> import numpy as np
+    >>> page = np.full((40, 200), 255, np.uint8)
+    >>> page[10:30, 5:20] = 0                      # a glyph
+    >>> for x in range(30, 190, 8): page[27:29, x:x + 2] = 0   # 20 leader dots
+    >>> out = erase_leaders(page)
+    >>> int((out[20:35, 25:200] < 128).sum()), int((out[10:30, 5:20] < 128).sum())
+    (0, 300)
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    ink = gray < 128
+    labels, n = ndimage.label(ink, structure=np.ones((3, 3), bool))
+    if n < 5:
+        return (gray, 0) if count else gray
+    slices = ndimage.find_objects(labels)
+    hs = np.array([s[0].stop - s[0].start for s in slices])
+    ws = np.array([s[1].stop - s[1].start for s in slices])
+    # a leader dot is at most a 250th of the page width (3 px at 150 dpi on A4, 6 at 300 dpi) and square-ish;
+    # relative to the text it cannot be told: on a contents page most blobs are dots
+    dot = max(2, round(gray.shape[1] / 250))
+    cand = np.flatnonzero((hs <= dot) & (ws <= dot))
+    if len(cand) < 5:
+        return (gray, 0) if count else gray
+    cy = np.array([(slices[i][0].start + slices[i][0].stop) / 2 for i in cand])
+    cx = np.array([(slices[i][1].start + slices[i][1].stop) / 2 for i in cand])
+    # rows: dots whose centres lie within 1.5 px of the previous one's (sorted by height), then left to right
+    by_y = np.argsort(cy, kind="stable")
+    row_id = np.concatenate([[0], np.cumsum(np.diff(cy[by_y]) > 1.5)])
+    order = by_y[np.lexsort((cx[by_y], row_id))]
+    row_of = np.empty(len(cand), int)
+    row_of[by_y] = row_id
+    out = gray.copy()
+    run: list[int] = []
+    runs: list[tuple[float, float, int]] = []  # (height, right end, dots) of each erased run
+
+    def flush() -> None:
+        if len(run) >= 6:
+            runs.append((float(cy[run[0]]), float(cx[run[-1]]), len(run)))
+            for i in run:
+                out[slices[cand[i]]][labels[slices[cand[i]]] == cand[i] + 1] = 255
+        run.clear()
+
+    for k in order:
+        if run:
+            prev = run[-1]
+            gap = cx[k] - cx[prev]
+            regular = len(run) < 2 or abs(gap - (cx[prev] - cx[run[-2]])) <= max(1.5, 0.2 * gap)
+            # nothing else between two leader dots; i-dots and full stops in a line of text have letters between
+            y = int(cy[k])
+            between = ink[max(0, y - 2 * dot):y + 2 * dot + 1, slices[cand[prev]][1].stop:slices[cand[k]][1].start]
+            if row_of[k] == row_of[prev] and 0 < gap <= 5 * dot + 6 and regular and not between.any():
+                run.append(k)
+                continue
+            flush()
+        run.append(k)
+    flush()
+    if not count:
+        return out
+    # contents-page rows: long runs, a text line apart (not the rows of a dotted fill or a dashed box's
+    # two edges), ending at one right margin (before the page numbers)
+    long = [r for r in runs if r[2] >= 8]
+    apart = [r for k, r in enumerate(long)
+             if all(abs(r[0] - o[0]) >= 4 * dot for j, o in enumerate(long) if j != k)]
+    if not apart:
+        return out, 0
+    right = float(np.median([r[1] for r in apart]))
+    return out, sum(abs(r[1] - right) <= 0.02 * gray.shape[1] for r in apart)
+
+
+def erase_table_rules(gray):
+    """``gray`` with the ruling lines of a table painted white (unchanged when the page has no ruled
+    table: fewer than three vertical rules or two horizontal ones; a framed box keeps its frame).
+    With the rules in place Tesseract ran a table's rows across its cells (``チーム運リーダーシップ目標を``);
+    without them each column is a text block of its own (a ja_gov table page: CER by line 0.53 → 0.07).
+    Light text on a dark page is left alone (its background would look like one big rule).
+
+    >>> import numpy as np
+    >>> page = np.full((600, 600), 255, np.uint8)
+    >>> for x in (10, 200, 400, 590): page[10:590, x] = 0       # a 3-column grid
+    >>> for y in (10, 300, 590): page[y, 10:591] = 0
+    >>> page[60:80, 40:60] = 0                                  # text in a cell
+    >>> out = erase_table_rules(page)
+    >>> int((out < 128).sum()), int((out[60:80, 40:60] < 128).sum())
+    (400, 400)
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    if float(np.median(gray)) < 128:
+        return gray
+    h, w = gray.shape
+    ink = gray < 160
+    # rules: straight runs of ink longer than a 12th of the page (an inch on A4): no glyph stroke is
+    horizontal = ndimage.binary_opening(ink, structure=np.ones((1, max(20, w // 12)), bool))
+    vertical = ndimage.binary_opening(ink, structure=np.ones((max(20, h // 12), 1), bool))
+    if ndimage.label(vertical)[1] < 3 or ndimage.label(horizontal)[1] < 2:
+        return gray
+    out = gray.copy()
+    out[ndimage.binary_dilation(horizontal | vertical)] = 255
+    return out
 
 
 def _unrotate(box: list[int], deg: int, w: int, h: int) -> list[int]:
@@ -227,30 +370,53 @@ def _unrotate(box: list[int], deg: int, w: int, h: int) -> list[int]:
 
 
 def _read(api, gray, timeout_ms: int) -> dict:
+    """Tesseract's reading of one image: lines (in its layout order) built from their words, the words
+    with boxes, and the character-weighted confidence. Leader dots and rules (``......`` in a contents
+    page, underlines) come out of Tesseract as "words" a few pixels tall and many times as wide
+    (``ーー``, ``eeSeSe``, ``…….…``): they are dropped, so they neither pollute the text nor drag the
+    line's confidence under :data:`MIN_LINE_CONFIDENCE` (which lost whole contents lines)."""
     import tesserocr
     from PIL import Image
 
     api.SetImage(Image.fromarray(gray))
     if not api.Recognize(timeout=timeout_ms):
         return {"error": f"timed out (Tesseract stopped after {timeout_ms / 1000:.0f}s)"}
+    L, W = tesserocr.RIL.TEXTLINE, tesserocr.RIL.WORD
+    rows: list[list] = []  # [row height, words] per text line
+    for r in tesserocr.iterate_level(api.GetIterator(), W):
+        if r.IsAtBeginningOf(L) or not rows:
+            box = r.BoundingBox(L)
+            row = (r.RowAttributes() or {}).get("row_height") or ((box[3] - box[1]) if box else 0)  # font size
+            rows.append([float(row), []])
+        text, box = (r.GetUTF8Text(W) or "").strip(), r.BoundingBox(W)
+        if text and box:
+            rows[-1][1].append([text, round(r.Confidence(W) / 100, 3), *box])
+    heights = sorted(b[5] - b[3] for _, ws in rows for b in ws)
+    median_h = heights[len(heights) // 2] if heights else 0
     lines, words = [], []
     total = weighted = 0.0
-    for level in (tesserocr.RIL.TEXTLINE, tesserocr.RIL.WORD):
-        for r in tesserocr.iterate_level(api.GetIterator(), level):
-            text = (r.GetUTF8Text(level) or "").strip()
-            box = r.BoundingBox(level)
-            if not (text and box):
-                continue
-            conf = r.Confidence(level) / 100
-            if level == tesserocr.RIL.TEXTLINE:
-                row = (r.RowAttributes() or {}).get("row_height") or (box[3] - box[1])  # font size, from the baselines
-                lines.append([text, round(conf, 3), *box, round(float(row), 1)])
-            else:
-                words.append([text, round(conf, 3), *box])
-                total += len(text)
-                weighted += conf * len(text)
+    for row, ws in rows:
+        kept = [w for w in ws if not _is_rule(w, median_h)]
+        if not kept:
+            continue
+        n = sum(len(w[0]) for w in kept)
+        conf = sum(w[1] * len(w[0]) for w in kept) / n
+        box = [min(w[2] for w in kept), min(w[3] for w in kept), max(w[4] for w in kept), max(w[5] for w in kept)]
+        lines.append([" ".join(w[0] for w in kept), round(conf, 3), *box, round(row or (box[3] - box[1]), 1)])
+        words += kept
+        total += n
+        weighted += conf * n
     return {"lines": lines, "words": words, "conf": round(weighted / total, 4) if total else 0.0, "chars": int(total),
             "text": "".join(w[0] for w in words)}
+
+
+def _is_rule(word: list, median_h: float) -> bool:
+    """A "word" that is a row of leader dots or a rule: flat (under 40% of the page's median word
+    height, at most 6 px) and wider than 2.5 median word heights. A real ``ー`` or ``-`` is as flat
+    but about one character wide."""
+    _, _, x0, y0, x1, y1 = word
+    h = y1 - y0
+    return h <= max(3, min(6, 0.4 * median_h)) and (x1 - x0) >= max(4 * h, 2.5 * median_h)
 
 
 def helper_main() -> None:
@@ -258,14 +424,11 @@ def helper_main() -> None:
     [8-byte length][grey pixels]`` on stdin, one JSON answer per request on stdout."""
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # one page per core: no OpenMP threads inside Tesseract
     import numpy as np
-    import tesserocr
 
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the protocol
-    path = tessdata_dir()
-    apis: dict[str, object] = {}
-    osd = tesserocr.PyTessBaseAPI(path=path, lang="osd", psm=tesserocr.PSM.OSD_ONLY)
+    apis = TessApis()
     while True:
         head = inp.read(8)
         if len(head) < 8:
@@ -274,12 +437,9 @@ def helper_main() -> None:
         n = struct.unpack(">Q", inp.read(8))[0]
         pixels = inp.read(n)
         try:
-            for lang in filter(None, (req["languages"], req.get("fallback"), req.get("vertical"))):
-                if lang not in apis:
-                    apis[lang] = tesserocr.PyTessBaseAPI(path=path, lang=lang, psm=tesserocr.PSM.AUTO)
             gray = np.frombuffer(pixels, dtype=np.uint8).reshape(req["height"], req["width"])
-            res = _recognize(apis[req["languages"]], osd, gray, req["languages"], int(req["timeout_ms"]),
-                             apis.get(req.get("fallback")), apis.get(req.get("vertical")))
+            res = _recognize(apis, gray, req["languages"], int(req["timeout_ms"]), req.get("fallback"),
+                             req.get("vertical"))
         except Exception as e:  # an engine error on one page is that page's answer
             res = {"error": f"OCR failed ({type(e).__name__}: {str(e)[:160]})"}
         data = json.dumps(res, ensure_ascii=False).encode()

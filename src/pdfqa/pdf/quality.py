@@ -7,6 +7,8 @@ A broken ToUnicode map turns Japanese slides into letters from half a dozen unre
 'no text layer (image-only page)'
 >>> assess_page_text("梅雨は東アジアの広範囲で見られる雨季の一種である。") is None
 True
+>>> assess_page_text("データ・アーキテクト ユーザー サーバー Data Architect (AR) データ人材モデル") is None
+True
 >>> assess_page_text("۝भେֶେֶӃܳज़ֶ޻෎ തظޙ࢜՝ఔ দӜ஌໵ α΢ϯυɾσβΠϯ෱ԬঁֶӃେֶ").startswith("garbled")
 True
 """
@@ -18,6 +20,9 @@ from collections import Counter
 #: script families that legitimately appear together (Japanese mixes three scripts)
 _FAMILY = {
     "CJK": "cjk", "HIRAGANA": "cjk", "KATAKANA": "cjk", "HALFWIDTH": "cjk", "FULLWIDTH": "latin",
+    # ー (KATAKANA-HIRAGANA PROLONGED SOUND MARK) is in most katakana words (データ, サーバー): counted as a
+    # script of its own it made a contents page of データ... lines look like three unrelated scripts
+    "KATAKANA-HIRAGANA": "cjk",
     "IDEOGRAPHIC": "cjk", "HANGUL": "hangul", "LATIN": "latin", "CYRILLIC": "cyrillic",
     "GREEK": "greek", "ARABIC": "arabic", "HEBREW": "hebrew", "THAI": "thai",
 }
