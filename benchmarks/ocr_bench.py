@@ -277,7 +277,7 @@ def part_cer(args) -> None:
     print(f"\n## CER/WER (`{' '.join(map(shlex.quote, sys.argv))}`)\n{machine()}\n")
     print("CER/WER: in the text layer's reading order; by line: each OCR line against the visible text-layer "
           "characters inside its box (line_cer); order-free: multiset of characters/words (bag_error). "
-          "Means over pages.\n")
+          "Error rates over all the set's characters (pages weighted by length); CPU s: mean per page.\n")
     print("| set | dpi | engine | pages | CER | CER by line | CER order-free | WER | WER order-free | CPU s/page |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     out = []
@@ -286,7 +286,10 @@ def part_cer(args) -> None:
         return "–" if x is None else f"{x:.3f}"
 
     for (set_name, dpi, name), vals in sorted(rows.items()):
-        m = [None if any(v[k] is None for v in vals) else statistics.mean(v[k] for v in vals) for k in range(6)]
+        # error rates weighted by each page's characters (a corpus CER: errors / characters), CPU s per page
+        n = [len("".join(norm(v[6]).split())) for v in vals]
+        m = [None if any(v[k] is None for v in vals) else sum(v[k] * c for v, c in zip(vals, n)) / max(1, sum(n))
+             for k in range(5)] + [statistics.mean(v[5] for v in vals)]
         latin = CER_SETS.get(set_name, ("en",))[0] == "en"
         w = f"{fmt(m[3])} | {fmt(m[4])}" if latin else "– | –"
         print(f"| {set_name} | {dpi} | {name} | {len(vals)} | {fmt(m[0])} | {fmt(m[1])} | {fmt(m[2])} | {w} | {m[5]:.2f} |")
@@ -317,9 +320,9 @@ def helper_cpu(pids: list[int]) -> float:
 
 
 def scores(text: str, lines, ref: str, chars, seconds: float) -> tuple:
-    """(CER, CER by line or None, CER order-free, WER, WER order-free, CPU seconds)."""
+    """(CER, CER by line or None, CER order-free, WER, WER order-free, CPU seconds, reference)."""
     by_line = line_cer(lines, chars) if lines is not None and chars is not None else None
-    return cer(text, ref), by_line, cer_free(text, ref), wer(text, ref), wer_free(text, ref), seconds
+    return cer(text, ref), by_line, cer_free(text, ref), wer(text, ref), wer_free(text, ref), seconds, ref
 
 
 def image_only_copy(src: Path, dst: Path, dpi: int = 150, pages: list[int] | None = None) -> Path:

@@ -374,9 +374,28 @@ def test_scanned_upload_is_ocrd_and_its_citation_highlighted(srv):
     cite = ans["citations"][0]
     assert cite["doc"] == "ocrmypdf_linn.pdf" and cite["page"] == 1
     assert ans["contexts"][0]["ocr"] is True and ans["contexts"][0]["ocr_confidence"] > 0.8
-    info = srv.client.get(f"/api/courses/{cid}/pages/{cite['doc']}/1.json", params={"scale": 1.0, "quote": cite["quote"]}).json()
+    info = srv.client.get(f"/api/courses/{cid}/pages/{cite['doc']}/1.json", params={"scale": 2.0, "quote": cite["quote"]}).json()
     assert info["matched"] > 0.9 and info["boxes"], info
     assert all(0 <= x0 < x1 <= info["width"] and 0 <= y0 < y1 <= info["height"] for x0, y0, x1, y1 in info["boxes"])
+    # the boxes sit on the quoted words: the page image (as the app serves it) cut at the boxes reads as the quote
+    import io
+
+    import tesserocr
+    from PIL import Image
+    from rapidfuzz.distance import Levenshtein
+
+    from pdfqa.pdf.ocr import tessdata_dir
+
+    png = srv.client.get(f"/api/courses/{cid}/pages/{cite['doc']}/1.png", params={"scale": 2.0})
+    page = Image.open(io.BytesIO(png.content)).convert("L")
+    assert page.size == (info["width"], info["height"])
+    with tesserocr.PyTessBaseAPI(path=tessdata_dir(), lang="eng", psm=tesserocr.PSM.SINGLE_LINE) as api:
+        read = []
+        for box in info["boxes"]:
+            api.SetImage(page.crop(tuple(box)))
+            read.append(api.GetUTF8Text())
+    got, want = "".join("".join(read).split()), "".join(cite["quote"].split())
+    assert Levenshtein.distance(got, want) / len(want) < 0.1, (read, cite["quote"])
 
 
 def test_remove_document(srv, hostile):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -114,6 +115,24 @@ def test_multicolumn_scan_reads_in_column_order(tmp_path):
     assert page.ocr and cer(page.text, truth) < 0.08, page.text[:300]
 
 
+def test_contents_page_and_ruled_table_read_line_by_line(tmp_path):
+    """A contents page (leader dots to the page numbers) and a ruled table, rasterized at 150 dpi: the
+    leader dots are not read as text (Tesseract made them ``ーー``/``eeSeSe`` and dropped whole lines), and
+    the table's cells are not run together across its columns."""
+    contents = image_pdf(tmp_path / "contents.pdf", JA_PAPER, [1])
+    page = read_pdf(contents).pages[0]
+    truth = text_of(JA_PAPER, 1)
+    assert page.ocr and cer(re.sub(r"[.…]{3,}", "", page.text), re.sub(r"[.…]{3,}", "", truth)) < 0.05, page.text
+    assert not re.search(r"ーー|ee|…", page.text), page.text
+    # every contents line is there, with its page number at its end
+    assert "4.4 セキュリティ対策のクラウド化 9" in page.text and "5 参考情報へのリンク 10" in page.text
+    table_pdf = data("pdfs/ja_gov/cio_dp2021_06_att_data_skill_framework.pdf")
+    table = read_pdf(image_pdf(tmp_path / "table.pdf", table_pdf, [10])).pages[0]
+    lines = [ln.text for ln in table.lines]
+    for cell in ("チームのモチベーションを高め最高の成果を出していく。オー", "Knowledge management KNOW", "プログラム評価"):
+        assert any(cer(ln, cell) < 0.1 for ln in lines), (cell, lines)
+
+
 def test_blank_page_indexes_nothing_and_text_pages_go_on(tmp_path):
     copy = image_pdf(tmp_path / "with_blank.pdf", SLIDES, [1], blank_after=0)
     content = read_pdf(copy)
@@ -152,6 +171,27 @@ def test_vertical_japanese_page(tmp_path):
     img.save(tmp_path / "vertical.pdf", resolution=150.0)
     page = read_pdf(tmp_path / "vertical.pdf").pages[0]
     assert page.ocr and cer(page.text, "".join(cols)) < 0.1, page.text[:100]
+
+
+def test_garbage_ocr_output_is_not_indexed(tmp_path):
+    """OCR that reads garbage goes through the quality check like a text layer: a Japanese scan read
+    with the English model only (Latin gibberish, low confidence) and a page of speckle noise (a
+    halftone photo stands in) are reported, not indexed; the same scan read with the default languages is."""
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+
+    scan = image_pdf(tmp_path / "zero_trust_p7.pdf", JA_PAPER, [6])
+    page = read_pdf(scan, ocr=OcrSettings(languages="eng")).pages[0]
+    assert not page.ocr and not page.lines and page.skip_reason.startswith("OCR text unusable"), page.skip_reason
+    assert read_pdf(scan).pages[0].ocr
+    field = ndimage.gaussian_filter(np.random.default_rng(0).random((1754, 1240)), 3)
+    Image.fromarray(np.where(field > np.quantile(field, 0.85), 0, 255).astype(np.uint8)).save(
+        tmp_path / "speckle.pdf", resolution=150.0)
+    with Collection.open(tmp_path / "col", create=True) as col:
+        rep = col.index([tmp_path / "speckle.pdf", scan], progress=False, ocr=OcrSettings(languages="eng"))
+    assert [f.status for f in rep.files] == ["failed", "failed"], rep.to_json()
+    assert "OCR found no text" in rep.files[0].error and "OCR text unusable" in rep.files[1].error
 
 
 def test_600_dpi_scan_and_huge_pages_stay_bounded(tmp_path):

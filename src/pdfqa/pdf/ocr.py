@@ -295,8 +295,9 @@ def erase_leaders(gray, count: bool = False):
     def flush() -> None:
         if len(run) >= 6:
             runs.append((float(cy[run[0]]), float(cx[run[-1]]), len(run)))
-            for i in run:
-                out[slices[cand[i]]][labels[slices[cand[i]]] == cand[i] + 1] = 255
+            for i in run:  # the dot's box and a pixel around it: a resampled scan's dots have grey halos
+                ys, xs = slices[cand[i]]
+                out[max(0, ys.start - 1):ys.stop + 1, max(0, xs.start - 1):xs.stop + 1] = 255
         run.clear()
 
     for k in order:
