@@ -351,13 +351,34 @@ def erase_table_rules(gray):
     h, w = gray.shape
     ink = gray < 160
     # rules: straight runs of ink longer than a 12th of the page (an inch on A4): no glyph stroke is
-    horizontal = ndimage.binary_opening(ink, structure=np.ones((1, max(20, w // 12)), bool))
-    vertical = ndimage.binary_opening(ink, structure=np.ones((max(20, h // 12), 1), bool))
-    if ndimage.label(vertical)[1] < 3 or ndimage.label(horizontal)[1] < 2:
+    horizontal = _long_runs(ink, max(20, w // 12))
+    if ndimage.label(horizontal)[1] < 2:  # most pages: no rules, no second pass
+        return gray
+    vertical = _long_runs(ink.T, max(20, h // 12)).T
+    if ndimage.label(vertical)[1] < 3:
         return gray
     out = gray.copy()
     out[ndimage.binary_dilation(horizontal | vertical)] = 255
     return out
+
+
+def _long_runs(mask, length: int):
+    """The pixels of ``mask`` (2-D bool) in a left-to-right run of at least ``length``: a binary opening
+    with a 1×length line, in time linear in the pixels (scipy's opening costs length× more: 0.6 s a page)."""
+    import numpy as np
+
+    h, w = mask.shape
+    if w < length:
+        return np.zeros_like(mask)
+    c = np.zeros((h, w + 1), np.int32)
+    np.cumsum(mask, axis=1, out=c[:, 1:])
+    full = (c[:, length:] - c[:, :-length]) == length  # window [j, j + length) all ink, j = 0 .. w - length
+    f = np.zeros((h, w - length + 2), np.int32)
+    np.cumsum(full, axis=1, out=f[:, 1:])
+    # pixel x is covered when some full window starts in [x - length + 1, x]
+    x = np.arange(w)
+    lo, hi = np.clip(x - length + 1, 0, w - length + 1), np.clip(x + 1, 0, w - length + 1)
+    return (f[:, hi] - f[:, lo]) > 0
 
 
 def _unrotate(box: list[int], deg: int, w: int, h: int) -> list[int]:
