@@ -826,6 +826,12 @@ def chunk_document(content: PdfContent, *, count_tokens: TokenCounter = approx_t
     carries the document's title (:func:`document_title`)."""
     blocks = build_blocks(content, slides=slides)
     labels = {p.number: p.label for p in content.pages}
-    return chunk_blocks(blocks, doc=content.doc, doc_hash=content.doc_hash, page_labels=labels,
-                        count_tokens=count_tokens, max_tokens=max_tokens, min_tokens=min_tokens,
-                        context=context, title=document_title(content))
+    chunks = chunk_blocks(blocks, doc=content.doc, doc_hash=content.doc_hash, page_labels=labels,
+                          count_tokens=count_tokens, max_tokens=max_tokens, min_tokens=min_tokens,
+                          context=context, title=document_title(content))
+    ocr_conf = {p.number: p.ocr_confidence for p in content.pages if p.ocr}
+    for c in chunks:  # OCR'd text is marked, with its weakest page's confidence
+        confs = [ocr_conf[n] for n in c.pages if n in ocr_conf]
+        if confs:
+            c.ocr, c.ocr_confidence = True, min(confs)
+    return chunks

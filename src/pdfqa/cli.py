@@ -72,6 +72,8 @@ def index(
     base_url: Optional[str] = BaseUrlOpt,
     ray: Optional[str] = typer.Option(None, "--ray", help="Read, chunk and embed on Ray Data: `local` starts a Ray "
                                       "cluster on this machine, an ADDRESS joins one (needs pdfqa[ray])."),
+    ocr: str = typer.Option("auto", "--ocr", help="OCR pages: auto (those without a usable text layer, when "
+                            "Tesseract is installed), always, never."),
 ) -> None:
     """Index PDFs: unchanged files are skipped, changed files replaced; failures listed with causes."""
     from .collection import Collection
@@ -87,7 +89,7 @@ def index(
             _stdout_for_pdfqa_only()
         report = col.index(paths or [], progress=not quiet and not as_json,
                            on_file=None if as_json else _print_file, executor="ray" if ray else "local",
-                           ray_address=ray or "local")
+                           ray_address=ray or "local", ocr=ocr)
         if index_kind:
             col.set_index_kind(index_kind, embedder)
     except PdfqaError as e:
@@ -101,6 +103,8 @@ def index(
                   f"{len(report.unchanged)} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s")
         for f in report.failed:
             out.print(f"  [red]skipped[/red] {f.error}", highlight=False)
+        for note in report.notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
     if not paths:
         raise typer.Exit(0)
     raise typer.Exit(0 if report.ok else 1)
@@ -112,6 +116,8 @@ def _print_file(f) -> None:
         return
     note = f" ({len(f.skipped_pages)} pages skipped: {f.skipped_pages[0][1]}…)" if f.skipped_pages else ""
     extra = "" if f.status == "unchanged" else f", {f.embedded} embedded, {f.seconds:.1f}s"
+    if f.ocr_pages:
+        extra += f", {f.ocr_pages} pages OCR'd (confidence ≥ {f.ocr_confidence:.2f})"
     out.print(f"[green]✓[/green] {f.doc}: {f.status}, {f.pages} pages, {f.chunks} chunks{extra}{note}", highlight=False)
 
 
@@ -244,6 +250,7 @@ def _print_citations(ans) -> None:
     for c in ans.citations:
         pages = f"pages {c.pages[0]}-{c.pages[-1]}" if len(c.pages) > 1 else f"page {c.page}"
         label = f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""
+        label += f" (OCR, confidence {c.ocr_confidence:.2f})" if c.ocr else ""
         out.print(f"  [{c.marker}] {c.doc}, {pages}{label}: “{c.quote[:160]}”", highlight=False)
 
 

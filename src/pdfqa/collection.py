@@ -28,6 +28,7 @@ from .text.tokenize import cache_key, get_tokenizer
 from .backend import Backend, create as create_backend, exists as backend_exists, open_backend
 from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, prefetch, prepare
 from .pdf import DEFAULT_READER
+from .pdf.ocr import OcrSettings, OcrUnavailableError, ocr_unavailable
 from .store import DocumentRecord, slug
 
 log = logging.getLogger(__name__)
@@ -175,13 +176,18 @@ class Collection:
 
     def index(self, paths: Iterable[str | Path], *, progress: bool = True,
               on_file: Callable[[FileResult], None] | None = None, executor: str = "local",
-              ray_address: str = "local") -> IndexReport:
+              ray_address: str = "local", ocr: str | OcrSettings | None = None) -> IndexReport:
         """Index PDF files and folders (recursive). Unchanged files cost nothing; changed ones are
         replaced; every failure is reported in the returned :class:`~pdfqa.ingest.IndexReport`.
 
         ``executor="ray"`` reads, chunks and embeds on a Ray cluster (:mod:`pdfqa.ray_ingest`;
         ``ray_address="local"`` starts one on this machine, else the address of one to join); this
-        process still writes every document, so the store and the report are the same."""
+        process still writes every document, so the store and the report are the same.
+
+        ``ocr``: ``auto`` (default: pages without a usable text layer are OCR'd when the OCR packages
+        are installed, else reported, with one note naming the packages), ``always``, ``never``, or
+        :class:`~pdfqa.pdf.ocr.OcrSettings`. OCR'd chunks carry ``ocr=True`` and ``ocr_confidence``.
+        """
         if executor not in ("local", "ray"):
             raise CollectionError(f"unknown executor {executor!r}; expected local or ray")
         if executor == "ray":
@@ -189,6 +195,7 @@ class Collection:
 
             require_ray()  # before anything is opened or locked
         t0 = time.perf_counter()
+        settings = self._ocr_settings(ocr, progress)
         files, results = discover(paths)
         for r in results:
             if on_file:
@@ -210,7 +217,7 @@ class Collection:
                     return Prepared(path=path, error=f"{path.name}: another file with this name is in the batch "
                                                      f"({names[path.name]}); documents are named by file name")
                 names[path.name] = path
-                return prepare(path, known_hash=hashes.get, chunker=chunker, reader=reader)
+                return prepare(path, known_hash=hashes.get, chunker=chunker, reader=reader, ocr=settings)
 
             if executor == "ray":
                 from .ray_ingest import ray_prepared
@@ -251,7 +258,48 @@ class Collection:
                 if not down:  # with the server gone there is nothing to save into
                     self._record_build_seconds(stages)
                     self._save_indexes()
-        return IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)
+                self._close_ocr_bar()
+        report = IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)
+        missing = ocr_unavailable(settings.languages) if settings.mode == "auto" else None
+        if missing and any("OCR unavailable" in why for f in results for _, why in f.skipped_pages):
+            report.notes.append(f"pages without a usable text layer were not OCR'd: {missing}")
+        return report
+
+    def _ocr_settings(self, ocr: str | OcrSettings | None, progress: bool) -> OcrSettings:
+        """The run's OCR settings; ``always`` without the OCR packages fails here, before any work."""
+        settings = ocr if isinstance(ocr, OcrSettings) else OcrSettings(mode=ocr or "auto")
+        if settings.mode == "always":
+            why = ocr_unavailable(settings.languages)
+            if why:
+                raise OcrUnavailableError(f"--ocr always: {why}")
+        user = settings.on_page
+
+        def on_page(doc: str, done: int, total: int) -> None:
+            self._ocr_progress(doc, done, total, progress)
+            if user:
+                user(doc, done, total)
+        settings.on_page = on_page
+        return settings
+
+    def _ocr_progress(self, doc: str, done: int, total: int, progress: bool) -> None:
+        """After each OCR'd page: a progress bar per file (subclasses report elsewhere: the web app)."""
+        if not progress:
+            return
+        from tqdm.auto import tqdm
+
+        bar = getattr(self, "_ocr_bar", None)
+        if bar is None or bar.desc != f"OCR {doc[:30]}":
+            self._close_ocr_bar()
+            bar = self._ocr_bar = tqdm(total=total, desc=f"OCR {doc[:30]}", unit="page", leave=False, delay=2.0)
+        bar.update(done - bar.n)
+        if done >= total:
+            self._close_ocr_bar()
+
+    def _close_ocr_bar(self) -> None:
+        bar = getattr(self, "_ocr_bar", None)
+        if bar is not None:
+            bar.close()
+            self._ocr_bar = None
 
     @staticmethod
     def _stale(d: DocumentRecord) -> bool:
@@ -324,7 +372,11 @@ class Collection:
                              skipped=content.skipped_pages, reader=content.reader,
                              title=chunks[0].title if chunks else "", chunking=CHUNKING_VERSION if is_file else 1)
         indexes = {spec: self._index(spec) for spec in specs}  # current state, before this commit
-        removed, added = self.store.replace_document(rec, chunks, hashes, new_vectors)
+        ocr_pages = {p.number: {"confidence": p.ocr_confidence, "rotation": p.ocr_rotation, "words": p.ocr_words}
+                     for p in content.pages if p.ocr}
+        # the OCR word boxes (highlighting) live beside the chunks in the SQLite store; other stores skip them
+        extra = {"ocr_pages": ocr_pages} if hasattr(self.store, "ocr_page") else {}
+        removed, added = self.store.replace_document(rec, chunks, hashes, new_vectors, **extra)
         gen = self.store.generation
         for spec, idx in indexes.items():
             if self.store.native_dense:
@@ -340,7 +392,9 @@ class Collection:
         stages["store"] += time.perf_counter() - t
         return FileResult(path=str(path), doc=content.doc, status="indexed", pages=len(content.pages),
                           chunks=len(chunks), embedded=embedded, skipped_pages=content.skipped_pages,
-                          seconds=sum(prep.seconds.values()) + time.perf_counter() - t_start)
+                          seconds=sum(prep.seconds.values()) + time.perf_counter() - t_start,
+                          ocr_pages=len(ocr_pages),
+                          ocr_confidence=min((o["confidence"] for o in ocr_pages.values()), default=None))
 
     def add_passages(self, passages: Iterable[dict], *, progress: bool = True) -> IndexReport:
         """Index plain-text passages (``{"doc_id", "title"?, "text"}``): each is one document and one

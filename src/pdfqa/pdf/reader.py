@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..documents import Line, Page, PdfContent
 from ..errors import PdfReadError, UnknownComponentError
+from .ocr import OcrSettings, ocr_pages
 from .quality import assess_page_text
 
 READERS = ("pdfium", "pypdf")
@@ -96,12 +97,16 @@ def metadata_title(title: str | None) -> str | None:
 
 
 def read_pdf(path: str | Path, *, reader: str = DEFAULT_READER, max_pages: int = MAX_PAGES,
-             max_bytes: int = MAX_BYTES, password: str | None = None) -> PdfContent:
+             max_bytes: int = MAX_BYTES, password: str | None = None,
+             ocr: "str | OcrSettings | None" = "auto") -> PdfContent:
     """Read ``path`` into a :class:`~pdfqa.documents.PdfContent`.
 
     Every page is kept (1-based ``number``, printed ``label``); pages whose text is missing or
-    garbled carry a ``skip_reason``. Raises :class:`~pdfqa.errors.PdfReadError` with a one-line
-    cause for files that cannot be read (password, corrupt, truncated, empty, not a PDF, too big).
+    garbled carry a ``skip_reason``, unless OCR reads them (``ocr``: ``auto`` — those pages, when the
+    OCR packages are installed —, ``always``, ``never``, or :class:`~pdfqa.pdf.ocr.OcrSettings`; OCR'd
+    pages have ``ocr=True`` and an ``ocr_confidence``). Raises :class:`~pdfqa.errors.PdfReadError`
+    with a one-line cause for files that cannot be read (password, corrupt, truncated, empty, not a
+    PDF, too big).
     """
     path = Path(path)
     if reader not in READERS:
@@ -118,6 +123,9 @@ def read_pdf(path: str | Path, *, reader: str = DEFAULT_READER, max_pages: int =
     for page in pages:
         if page.skip_reason is None:
             page.skip_reason = assess_page_text(page.text)
+    settings = ocr if isinstance(ocr, OcrSettings) else OcrSettings(mode=ocr or "never")
+    if settings.mode != "never":
+        ocr_pages(path, pages, settings, password=password)
     return PdfContent(path=str(path), doc=path.name, doc_hash=doc_hash, pages=pages, outline=outline, reader=reader,
                       metadata_title=title)
 
