@@ -34,7 +34,8 @@ def read(path: Path, max_pages: int, password: str | None):
 
     pages, outline, title = _read_pdfium(path, max_pages, password)
     rotated = _rotated_pages(path, password)
-    logging.getLogger("camelot").setLevel(logging.ERROR)
+    for logger in ("camelot", "pdfminer", "playa"):  # a warning per odd content-stream operator
+        logging.getLogger(logger).setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "No tables found on page-N" for every page without one
         found = _regions(camelot.read_pdf(str(path), pages="all", flavor="lattice", password=password,

@@ -13,6 +13,7 @@ as the default reader drops it.
 """
 from __future__ import annotations
 
+import logging
 import statistics
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def read(path: Path, max_pages: int, password: str | None, table_settings: dict 
     import pdfplumber
 
     pages, outline, title = pdfium_skeleton(path, max_pages, password)
+    logging.getLogger("pdfminer").setLevel(logging.ERROR)  # a warning per odd content-stream operator
     settings = TABLE_SETTINGS if table_settings is None else table_settings
     try:
         pdf = pdfplumber.open(str(path), password=password or "")
