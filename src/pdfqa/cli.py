@@ -67,6 +67,9 @@ def index(
                                 "collections): title+headings, headings or none."),
     index_kind: Optional[str] = typer.Option(None, "--index-kind", help="FAISS index: flat (exact, default), "
                                              "hnsw or ivfpq (large collections)."),
+    reader: Optional[str] = typer.Option(None, "--reader", help="PDF reader (new or empty collections; default: the "
+                                         "collection's, pdfium for new ones): pdfium, pypdf, pdfplumber, camelot or "
+                                         "unstructured (the last three need their extra, e.g. pdfqa[pdfplumber])."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     base_url: Optional[str] = BaseUrlOpt,
@@ -84,12 +87,12 @@ def index(
 
             require_ray()
         col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url,
-                              context=context)
+                              context=context, **({"reader": reader} if reader else {}))
         if ray:
             _stdout_for_pdfqa_only()
         report = col.index(paths or [], progress=not quiet and not as_json,
                            on_file=None if as_json else _print_file, executor="ray" if ray else "local",
-                           ray_address=ray or "local", ocr=ocr)
+                           ray_address=ray or "local", ocr=ocr, reader=reader)
         if index_kind:
             col.set_index_kind(index_kind, embedder)
     except PdfqaError as e:

@@ -29,6 +29,7 @@ from .backend import Backend, create as create_backend, exists as backend_exists
 from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, prefetch, prepare
 from .pdf import DEFAULT_READER
 from .pdf.ocr import OcrSettings, OcrUnavailableError, ocr_unavailable
+from .pdf.reader import require_reader
 from .store import DocumentRecord, slug
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Collection:
                 open_backend(path)  # raises the explanatory error
             spec = embedder or DEFAULT_EMBEDDER
             emb = get_embedder(spec)  # fail on unknown names before creating anything
+            require_reader(reader)  # and on readers that are unknown or not installed
             if context not in CONTEXT_MODES:
                 from .errors import UnknownComponentError
 
@@ -174,11 +176,41 @@ class Collection:
     def _embed_text(self, chunk) -> str:
         return chunk.embed_text(self.context_mode)
 
+    @property
+    def reader(self) -> str:
+        """The PDF reader this collection reads with (``chunking.reader`` in the manifest; see
+        :data:`pdfqa.pdf.READERS`)."""
+        return self.store.manifest["chunking"].get("reader", DEFAULT_READER)
+
+    def _use_reader(self, reader: str | None) -> str:
+        """The reader for this batch: ``reader`` when given (recorded for an empty collection), else
+        the collection's. One collection, one reader: a different one on a collection that holds PDFs
+        is refused before anything changes, as an unknown or uninstalled one is."""
+        current = self.reader
+        if reader is None or reader == current:
+            require_reader(current)
+            return current
+        require_reader(reader)
+        pdfs = [d for d in self.store.documents() if d.reader != "text"]
+        if pdfs:
+            raise CollectionError(
+                f"{self.path}: its {len(pdfs)} PDF(s) were read with the {current} reader; a collection reads "
+                f"with one reader. Index without --reader (or with --reader {current}), or into a new "
+                f"collection for {reader}.")
+        self.store.manifest["chunking"]["reader"] = reader
+        self.store.save_manifest()
+        return reader
+
     def index(self, paths: Iterable[str | Path], *, progress: bool = True,
               on_file: Callable[[FileResult], None] | None = None, executor: str = "local",
-              ray_address: str = "local", ocr: str | OcrSettings | None = None) -> IndexReport:
+              ray_address: str = "local", ocr: str | OcrSettings | None = None,
+              reader: str | None = None) -> IndexReport:
         """Index PDF files and folders (recursive). Unchanged files cost nothing; changed ones are
         replaced; every failure is reported in the returned :class:`~pdfqa.ingest.IndexReport`.
+
+        ``reader`` (one of :data:`pdfqa.pdf.READERS`) reads the PDFs; by default the collection's
+        (:attr:`reader`, chosen when it was created). An empty collection takes the one given; one that
+        holds PDFs read otherwise refuses it (:class:`~pdfqa.errors.CollectionError`).
 
         ``executor="ray"`` reads, chunks and embeds on a Ray cluster (:mod:`pdfqa.ray_ingest`;
         ``ray_address="local"`` starts one on this machine, else the address of one to join); this
@@ -202,10 +234,10 @@ class Collection:
                 on_file(r)
         stages = {"read": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
         with self.store.write_lock():
+            reader = self._use_reader(reader)
             specs = self._ensure_embedders()
             primary = self.embedder(self.store.manifest["default_embedder"])
             chunker = self._chunker(primary)
-            reader = self.store.manifest["chunking"].get("reader", DEFAULT_READER)
             names: dict[str, Path] = {}
             files = self._with_stale(files)
             # the reader thread must not touch the SQLite connection: it sees a snapshot of doc hashes
@@ -222,7 +254,8 @@ class Collection:
             if executor == "ray":
                 from .ray_ingest import ray_prepared
 
-                source = ray_prepared(self, files, known=hashes, address=ray_address, progress=progress)
+                source = ray_prepared(self, files, known=hashes, address=ray_address, progress=progress,
+                                      ocr=settings)
             else:
                 source = prefetch(files, work)
             last_save = time.perf_counter()

@@ -85,7 +85,7 @@ def start(address: str = "local") -> dict:
 _CHUNKERS: dict[tuple[str, str], object] = {}
 
 
-def read_chunk(row: dict, *, chunking: dict, primary: str, reader: str, known: dict[str, str]) -> dict:
+def read_chunk(row: dict, *, chunking: dict, primary: str, reader: str, known: dict[str, str], ocr="auto") -> dict:
     """A Ray task: reads and chunks one file (the primary embedder's tokenizer loaded once per worker
     process and kept for the next file)."""
     import json
@@ -98,7 +98,7 @@ def read_chunk(row: dict, *, chunking: dict, primary: str, reader: str, known: d
         _CHUNKERS[key] = chunker_for(chunking, get_embedder(primary))
     path = Path(row["path"])
     _maybe_die(path.name)
-    prep = prepare(path, known_hash=known.get, chunker=_CHUNKERS[key], reader=reader)
+    prep = prepare(path, known_hash=known.get, chunker=_CHUNKERS[key], reader=reader, ocr=ocr)
     return {"i": row["i"], "prep": pickle.dumps(prep)}
 
 
@@ -151,7 +151,7 @@ def _maybe_die(name: str) -> None:
 
 
 def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str], address: str = "local",
-                 progress: bool = False) -> Iterator[Prepared]:
+                 progress: bool = False, ocr="auto") -> Iterator[Prepared]:
     """Yield a :class:`~pdfqa.ingest.Prepared` per file (embedded, or with its error), read, chunked
     and embedded on Ray; in completion order."""
     if not files:
@@ -189,7 +189,7 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
 
     with warnings.catch_warnings():  # retry options have no named parameter yet in every Ray 2.x
         warnings.simplefilter("ignore")
-        ds = _pipeline(ray, todo, m, pool, retry, base_urls, context, known)
+        ds = _pipeline(ray, todo, m, pool, retry, base_urls, context, known, ocr)
     seen: set[int] = set()
     for row in ds.iter_rows():
         seen.add(int(row["i"]))
@@ -201,13 +201,14 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
                                          f"not indexed")
 
 
-def _pipeline(ray, todo: list[dict], m: dict, pool: int, retry: dict, base_urls: dict, context: str, known: dict):
+def _pipeline(ray, todo: list[dict], m: dict, pool: int, retry: dict, base_urls: dict, context: str, known: dict,
+              ocr="auto"):
     """files → read_chunk tasks (each retried once, per file) → Embed actors (``pool`` actors of one CPU,
     retried per ``retry``)."""
     # one file in flight per actor: a worker that dies takes only its own file with it
     strategy = ray.data.ActorPoolStrategy(size=pool, max_tasks_in_flight_per_actor=1)
     read = {"chunking": m["chunking"], "primary": m["default_embedder"],
-            "reader": m["chunking"].get("reader", DEFAULT_READER), "known": known}
+            "reader": m["chunking"].get("reader", DEFAULT_READER), "known": known, "ocr": ocr}
     embed = {"specs": list(m["embedders"]), "base_urls": base_urls, "context": context}
     return (ray.data.from_items(todo, override_num_blocks=len(todo))
             .map(read_chunk, fn_kwargs=read, num_cpus=1, max_retries=retry["max_task_retries"],
