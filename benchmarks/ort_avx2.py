@@ -19,6 +19,12 @@ not; a product of all-255 activations and all-127 weights tells the two apart.
     .venv/bin/python benchmarks/ort_avx2.py [--out benchmarks/out/ort-avx2]
     PYTHONPATH=benchmarks/out/ort-avx2:src .venv/bin/python ...   # then imports the AVX2 copy
 
+:func:`avx2_env` is the whole environment of an "AVX2-only CPU" run (``engine_bound.py --cpu avx2``,
+``ingest_vs_langchain.py --cpu avx2``): the patched onnxruntime first on PYTHONPATH; torch capped to AVX2
+through its documented switches (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``,
+``MKL_ENABLE_INSTRUCTIONS=AVX2``); and ``PDFQA_CPU_FLAGS`` = this CPU's flags without the AVX-512,
+VNNI, AMX and BF16 ones, so pdfqa plans (and keys its cached kernel choice) as on such a CPU.
+
 The byte patterns are those of the onnxruntime 1.32 manylinux x86-64 wheel; another build is refused
 (each pattern must occur exactly once) rather than patched blindly.
 """
@@ -73,6 +79,23 @@ def build(out: Path) -> Path:
     os.chmod(tmp, 0o755)
     os.replace(tmp, mod)
     return dst
+
+
+AVX2_ONLY_DROP = ("avx512", "vnni", "amx", "bf16", "avx_vnni")
+
+
+def avx2_env(out: Path | None = None, base: dict | None = None) -> dict:
+    """The environment of a process that runs as on an AVX2-only CPU (builds the patched copy if missing)."""
+    out = Path(out or ROOT / "benchmarks" / "out" / "ort-avx2")
+    if not (out / "onnxruntime").exists():
+        build(out)
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([str(out), str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2")
+    with open("/proc/cpuinfo") as fh:
+        flags = next(line for line in fh if line.startswith("flags")).split(":", 1)[1].split()
+    env["PDFQA_CPU_FLAGS"] = " ".join(f for f in flags if not any(d in f for d in AVX2_ONLY_DROP))
+    return env
 
 
 PROBE = r"""

@@ -118,6 +118,17 @@ def test_export_matches_the_torch_model(tiny, arch, env, tmp_path):
     np.testing.assert_allclose(queries, vecs["fp32"][:2], atol=1e-6)  # no prefixes: queries = passages
 
 
+def test_other_graph_kernels_agree_with_fp32(tiny, env, tmp_path):
+    """The fp16 graph (ARM's candidate; onnxruntime runs it on x86 too, slowly) and the s8s8 graph (ARM,
+    AVX-VNNI-INT8) are built and checked here, whatever this CPU would choose."""
+    path = str(tiny["roberta"])
+    ref = OnnxSTEmbedder(path, kernel="fp32", cache_dir=tmp_path).embed_passages(TEXTS)
+    for kernel in ("fp16", "int8-s8s8"):
+        v = OnnxSTEmbedder(path, kernel=kernel, cache_dir=tmp_path).embed_passages(TEXTS)
+        assert (v * ref).sum(1).min() >= kernels.QUALITY_BAR[kernel], kernel
+        assert not np.allclose(v, ref, atol=1e-7), kernel
+
+
 def test_kernel_choice_is_measured_once_per_cpu(tiny, env, tmp_path):
     e = OnnxSTEmbedder(str(tiny["bert"]), cache_dir=tmp_path)
     e.warm_up()
