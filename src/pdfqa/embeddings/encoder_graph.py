@@ -73,17 +73,20 @@ class EncoderWeights(Protocol):
 
 
 class RandomWeights:
-    """Random weights of a given shape (for examples and graph checks; not a model)."""
+    """Random weights of a given shape (for examples and graph checks; not a model). Like a checkpoint's,
+    the same (layer, name) gives the same arrays on every call (a graph builder reads a linear more than
+    once, e.g. for an outlier channel's float32 side product)."""
 
     def __init__(self, config: EncoderConfig, seed: int = 0):
         self.config = config
-        self._rng = np.random.default_rng(seed)
+        self.seed = seed
 
     def linear(self, layer: int, name: str) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
         n_in, n_out = (c.ffn, c.hidden) if name == "fo" else (c.hidden, c.ffn) if name == "fi" else (c.hidden, c.hidden)
-        w = self._rng.standard_normal((n_out, n_in)).astype(np.float32) / np.sqrt(n_in)
-        return w, (0.02 * self._rng.standard_normal(n_out)).astype(np.float32)
+        rng = np.random.default_rng([self.seed, layer + 1, LINEARS.index(name)])
+        w = rng.standard_normal((n_out, n_in)).astype(np.float32) / np.sqrt(n_in)
+        return w, (0.02 * rng.standard_normal(n_out)).astype(np.float32)
 
     def norm(self, layer: int, name: str) -> tuple[np.ndarray, np.ndarray]:
         h = self.config.hidden
@@ -193,15 +196,26 @@ def linear_graph(kernel: str, n_in: int, n_out: int, *, weight_levels: int = 127
                    [b.oh.make_tensor_value_info("y", TP.FLOAT, ["rows", n_out])])
 
 
-def build_encoder(w: EncoderWeights, kernel: str = "fp32", *, outliers: dict[int, list[int]] | None = None,
-                  weight_levels: int = 127, ffn_outputs: bool = False, q4=None, name: str = "encoder"):
+#: the linear layers' inputs whose outlier channels the int8 kernels keep in float32: ``qkv`` (the layer's
+#: input, shared by q, k and v), ``ao`` (attention's output), ``fi`` (the FFN's input), ``fo`` (the FFN's
+#: activations)
+OUTLIER_SITES = ("qkv", "ao", "fi", "fo")
+
+
+def build_encoder(w: EncoderWeights, kernel: str = "fp32", *, outliers: dict | None = None,
+                  weight_levels: int = 127, probe_outputs: bool = False, q4=None, name: str = "encoder"):
     """The encoder as an ``onnx.ModelProto`` (needs ``onnx``); inputs ``embeddings``, ``mask``; output ``pooled``.
 
-    ``kernel``: one of GRAPH_KERNELS. For the int8 kernels, ``outliers`` maps a layer to FFN channels
-    computed in float32 beside the int8 products (their rows of the up-projection and columns of the
-    down-projection are zeroed there); ``weight_levels`` is 127, or 63 where the u8s8 kernel saturates.
-    ``q4(layer, name)`` gives a linear's Q4_0 blocks for the ``q4`` kernel. ``ffn_outputs`` adds
-    each layer's FFN activations as outputs (for :func:`find_outliers`).
+    ``kernel``: one of GRAPH_KERNELS. For the int8 kernels, ``outliers`` maps a site (OUTLIER_SITES) to
+    {layer: input channels} whose activations dwarf the rest (:func:`find_outliers`): one per-tensor int8
+    scale sized for them would leave the other channels a handful of levels, so they are multiplied in
+    float32 beside the int8 product. At ``fo`` (the FFN's activations) that costs nothing extra: those
+    channels' rows of the up-projection are zeroed in its int8 product, so they enter the down-projection as
+    zeros, and a float32 side path (x → W_in[ch] → act → W_out[:, ch]) adds them back. Elsewhere the channels
+    are masked out of the input before it is quantised (one Mul) and gathered for a float32 side product.
+    ``weight_levels`` is 127, or 63 where the u8s8 kernel saturates. ``q4(layer, name)`` gives a linear's
+    Q4_0 blocks for the ``q4`` kernel. ``probe_outputs`` adds the four sites' activations of every layer as
+    outputs (for :func:`find_outliers`).
     """
     if kernel == "q4" and q4 is None:
         raise ValueError("the q4 kernel needs the model's 4-bit weights (q4=)")
@@ -210,7 +224,14 @@ def build_encoder(w: EncoderWeights, kernel: str = "fp32", *, outliers: dict[int
     c = w.config
     H, FF = c.hidden, c.ffn
     outliers = (outliers or {}) if kernel in ("int8", "int8-s8s8") else {}
+    for site in outliers:
+        if site not in OUTLIER_SITES:
+            raise ValueError(f"unknown outlier site {site!r}; known: {', '.join(OUTLIER_SITES)}")
     extra_outputs: list = []
+
+    def sites(site: str, layer: int) -> list[int]:
+        chans = outliers.get(site, {})
+        return sorted(chans.get(layer, chans.get(str(layer), [])))
 
     def linear(x: str, layer: int, lname: str, n_out: int, n_in: int, *, zero_rows=None, zero_cols=None) -> str:
         w32, bias = w.linear(layer, lname)
@@ -224,6 +245,24 @@ def build_encoder(w: EncoderWeights, kernel: str = "fp32", *, outliers: dict[int
             w32[:, zero_cols] = 0.0
         return g.linear(x, w32, bias, q4_blocks=q4(layer, lname) if kernel == "q4" else None)
 
+    def split_input(x: str, cols: list[int], n_in: int) -> tuple[str, str | None]:
+        """x with ``cols`` zeroed (what is quantised), and x[..., cols] (multiplied in float32)."""
+        if not cols:
+            return x, None
+        keep = np.ones(n_in, np.float32)
+        keep[cols] = 0.0
+        return op("Mul", [x, const("keep", keep)]), op("Gather", [x, const("cols", np.array(cols, np.int64))], axis=2)
+
+    def linear_split(xs: tuple[str, str | None], cols: list[int], layer: int, lname: str, n_out: int, n_in: int,
+                     zero_rows: list[int] | None = None) -> str:
+        y = linear(xs[0], layer, lname, n_out, n_in, zero_rows=zero_rows, zero_cols=cols)
+        if xs[1] is None:
+            return y
+        side = np.array(w.linear(layer, lname)[0], np.float32)[:, cols]
+        if zero_rows:
+            side[zero_rows] = 0.0  # those output channels run whole in float32 elsewhere
+        return op("Add", [y, op("MatMul", [xs[1], const("Wside", side.T)])])
+
     def layer_norm(x: str, layer: int, lname: str) -> str:
         gamma, beta = w.norm(layer, lname)
         return op("LayerNormalization", [x, const("ln_w", np.asarray(gamma, np.float32)),
@@ -236,19 +275,27 @@ def build_encoder(w: EncoderWeights, kernel: str = "fp32", *, outliers: dict[int
             return op("FastGelu", [x], "com.microsoft")
         return op("Relu", [x])
 
+    def probe(t: str, width: int) -> None:
+        if probe_outputs:
+            extra_outputs.append(oh.make_tensor_value_info(t, TP.FLOAT, ["batch", "length", width]))
+
     x = layer_norm("embeddings", -1, "emb")
     mask_f = op("Cast", ["mask"], to=TP.FLOAT)
     mask_i = op("Cast", ["mask"], to=TP.INT32)
     for i in range(c.layers):
-        q = linear(x, i, "q", H, H)
-        k = linear(x, i, "k", H, H)
-        v = linear(x, i, "v", H, H)
+        probe(x, H)
+        cols = sites("qkv", i)
+        xs = split_input(x, cols, H)
+        q, k, v = (linear_split(xs, cols, i, n, H, H) for n in ("q", "k", "v"))
         ctx = op("MultiHeadAttention", [q, k, v, "", mask_i], "com.microsoft", num_heads=c.heads)
-        x = layer_norm(op("Add", [x, linear(ctx, i, "ao", H, H)]), i, "aln")
-        split = sorted(outliers.get(i, []))
-        h = act(linear(x, i, "fi", FF, H, zero_rows=split))
-        if ffn_outputs:
-            extra_outputs.append(oh.make_tensor_value_info(h, TP.FLOAT, ["batch", "length", FF]))
+        probe(ctx, H)
+        cols = sites("ao", i)
+        x = layer_norm(op("Add", [x, linear_split(split_input(ctx, cols, H), cols, i, "ao", H, H)]), i, "aln")
+        probe(x, H)
+        cols = sites("fi", i)
+        split = sites("fo", i)
+        h = act(linear_split(split_input(x, cols, H), cols, i, "fi", FF, H, zero_rows=split))
+        probe(h, FF)
         y = linear(h, i, "fo", H, FF, zero_cols=split)
         if split:  # the outlier channels, whole in float32: x → W_in[split] → act → W_out[:, split]
             w_in, b_in = w.linear(i, "fi")
@@ -276,50 +323,55 @@ def build_encoder(w: EncoderWeights, kernel: str = "fp32", *, outliers: dict[int
                    [oh.make_tensor_value_info("pooled", TP.FLOAT, ["batch", H])] + extra_outputs)
 
 
-OUTLIER_RATIO = 8.0  # a channel whose largest |activation| exceeds 8x that of the layer's median channel
-MAX_OUTLIERS = 8  # per layer
+OUTLIER_RATIO = 8.0  # a channel whose largest |activation| exceeds 8x that of the median channel at its site
+MAX_OUTLIERS = 8  # per site and layer
 
 
 def find_outliers(w: EncoderWeights, batches: list[tuple[np.ndarray, np.ndarray]], *, ratio: float = OUTLIER_RATIO,
-                  cap: int = MAX_OUTLIERS) -> dict[int, list[int]]:
-    """Per layer, the FFN channels whose activations dwarf the others' (e5-small has a few: one in layer 4
-    peaks at ~60x the median channel). A per-tensor int8 scale sized for them leaves the rest a handful
-    of levels, so they run in float32. Found by running the float32 encoder over ``batches`` of
-    (embeddings, mask), e.g. the built-in calibration texts."""
+                  cap: int = MAX_OUTLIERS) -> dict[str, dict[int, list[int]]]:
+    """Per site (OUTLIER_SITES) and layer, the input channels whose activations dwarf the others': e5-small's
+    FFN has a few (one in layer 4 peaks at ~60x the median channel); BERT-style models carry a couple of
+    hidden dimensions 8-20x larger than the rest into their FFN input (MiniLM: dimension 99). Found by
+    running the float32 encoder over ``batches`` of (embeddings, mask), e.g. the built-in calibration texts."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    sess = ort.InferenceSession(build_encoder(w, "fp32", ffn_outputs=True).SerializeToString(), so,
+    sess = ort.InferenceSession(build_encoder(w, "fp32", probe_outputs=True).SerializeToString(), so,
                                 providers=["CPUExecutionProvider"])
     c = w.config
-    peak = np.zeros((c.layers, c.ffn), dtype=np.float32)
+    peak: dict[str, np.ndarray] = {s: np.zeros((c.layers, c.ffn if s == "fo" else c.hidden), np.float32)
+                                   for s in OUTLIER_SITES}
     for emb, mask in batches:
         outs = sess.run(None, {"embeddings": emb.astype(np.float32), "mask": mask.astype(np.int64)})
         keep = mask.astype(bool)
-        for layer, h in enumerate(outs[1:]):
-            peak[layer] = np.maximum(peak[layer], np.abs(h[keep]).max(axis=0))
-    found = {}
-    for layer in range(c.layers):
-        med = float(np.median(peak[layer]))
-        top = np.argsort(-peak[layer])[:cap]
-        chans = sorted(int(ch) for ch in top if peak[layer, ch] > ratio * max(med, 1e-12))
-        if chans:
-            found[layer] = chans
+        for j, h in enumerate(outs[1:]):
+            layer, site = divmod(j, len(OUTLIER_SITES))
+            p = peak[OUTLIER_SITES[site]]
+            p[layer] = np.maximum(p[layer], np.abs(h[keep]).max(axis=0))
+    found: dict[str, dict[int, list[int]]] = {}
+    for site, p in peak.items():
+        for layer in range(c.layers):
+            med = float(np.median(p[layer]))
+            top = np.argsort(-p[layer])[:cap]
+            chans = sorted(int(ch) for ch in top if p[layer, ch] > ratio * max(med, 1e-12))
+            if chans:
+                found.setdefault(site, {})[layer] = chans
     return found
 
 
 class TorchEncoder:
     """The same encoder as :func:`build_encoder` in torch, in ``dtype`` (the ``bf16`` kernel: oneDNN's
-    native bf16 products where the CPU has them). ``forward(embeddings, mask)`` → pooled float32."""
+    native bf16 products where the CPU has them). ``forward(embeddings, mask)`` → pooled float32. It runs
+    on torch's own intra-op threads (torch's thread count is the process's, shared with anything else
+    using torch, so the engine gives this runner one worker and leaves the count alone)."""
 
-    def __init__(self, w: EncoderWeights, dtype: str = "bfloat16", threads: int | None = None):
+    def __init__(self, w: EncoderWeights, dtype: str = "bfloat16"):
         import torch
 
         self.torch = torch
         self.dtype = getattr(torch, dtype)
         self.config = c = w.config
-        self.threads = threads
         t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32)).to(self.dtype)  # noqa: E731 (a copy: weights may be read-only maps)
         self.emb_ln = tuple(map(t, w.norm(-1, "emb")))
         self.layers = []
@@ -329,8 +381,6 @@ class TorchEncoder:
 
     def forward(self, emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
         torch, F, c = self.torch, self.torch.nn.functional, self.config
-        if self.threads:
-            torch.set_num_threads(self.threads)
         with torch.inference_mode():
             x = torch.from_numpy(emb).to(self.dtype)
             m = torch.from_numpy(mask.astype(bool))
@@ -358,4 +408,5 @@ class TorchEncoder:
 
 
 __all__ = ["ACTIVATIONS", "EncoderConfig", "EncoderWeights", "GRAPH_KERNELS", "GraphBuilder", "LINEARS", "POOLINGS",
-           "RandomWeights", "TorchEncoder", "build_encoder", "find_outliers", "linear_graph", "quantize_int8"]
+           "OUTLIER_SITES", "RandomWeights", "TorchEncoder", "build_encoder", "find_outliers", "linear_graph",
+           "quantize_int8"]

@@ -52,9 +52,9 @@ from .base import Embedder
 log = logging.getLogger(__name__)
 
 #: bump when the graphs built change: cache entries of other versions are then ignored
-GRAPH_VERSION = 3
+GRAPH_VERSION = 4
 #: bump when the measurement changes: choices of other versions are measured again
-CHOICE_VERSION = 1
+CHOICE_VERSION = 2  # 2: the int8 graphs keep outlier channels at every linear's input (GRAPH_VERSION 4)
 DEFAULT_BATCH_TOKENS = 4096
 BATCH_TOKEN_CHOICES = (1024, 4096)
 MAX_BATCH = 128
@@ -205,9 +205,11 @@ def cached_graph(folder: Path, source_sha256: str, build, *, what: str = "encode
         return path, meta
 
 
-def layouts(n_cores: int) -> list[tuple[int, int]]:
+def layouts(n_cores: int, kernel: str = "int8") -> list[tuple[int, int]]:
     """(workers, threads) splits of ``n_cores`` to time, most workers first (at most 8 workers: each holds
-    a batch's activations)."""
+    a batch's activations). The torch-run ``bf16`` kernel: one worker on torch's threads."""
+    if kernel == "bf16":
+        return [(1, n_cores)]
     out = [(w, n_cores // w) for w in sorted({1, 2, 4, 8, n_cores}, reverse=True)
            if w <= min(n_cores, 8) and n_cores % w == 0]
     return out or [(1, 1)]
@@ -271,7 +273,7 @@ class EncoderEmbedder(Embedder):
         self._runner = None
         self._pools: dict[int, object] = {}
         self._lock = threading.RLock()
-        self._outliers_memo: dict[int, dict[int, list[int]]] | None = None
+        self._outliers_memo: dict[str, dict[int, list[int]]] | None = None
 
     # -- what a subclass provides
 
@@ -319,8 +321,9 @@ class EncoderEmbedder(Embedder):
         def build():
             extra: dict = {"kernel": kernel, "int8_weight_levels": levels or None}
             outliers = self._outliers() if kernel in ("int8", "int8-s8s8") else {}
-            if outliers or kernel in ("int8", "int8-s8s8"):
-                extra["outlier_channels"] = {str(k): v for k, v in outliers.items()}
+            if kernel in ("int8", "int8-s8s8"):
+                extra["outlier_channels"] = {site: {str(k): v for k, v in by_layer.items()}
+                                             for site, by_layer in outliers.items()}
             model = build_encoder(self._weights, "int8" if kernel == "int8" else kernel, outliers=outliers,
                                   weight_levels=levels or 127, q4=self._q4 if kernel == "q4" else None)
             return model.SerializeToString(), extra
@@ -333,8 +336,8 @@ class EncoderEmbedder(Embedder):
                 write_atomic(path.with_name("meta.json"), json.dumps(meta, indent=1).encode())
         return path, meta
 
-    def _outliers(self) -> dict[int, list[int]]:
-        """FFN channels kept in float32 by the int8 kernels (found on the calibration texts)."""
+    def _outliers(self) -> dict[str, dict[int, list[int]]]:
+        """Input channels kept in float32 by the int8 kernels, per site and layer (found on the calibration texts)."""
         from .encoder_graph import find_outliers
 
         if self._outliers_memo is None:
@@ -352,7 +355,7 @@ class EncoderEmbedder(Embedder):
             from .encoder_graph import TorchEncoder
 
             self._load_model()
-            return TorchEncoder(self._weights, "bfloat16", threads=threads)
+            return TorchEncoder(self._weights, "bfloat16")
         path, meta = self.graph(kernel)
         try:
             return OrtRunner(path, threads)
@@ -377,8 +380,9 @@ class EncoderEmbedder(Embedder):
             fixed = self._kernel_arg or kernels.kernel_override()
             if fixed:
                 kernels.check_kernel(fixed, has_q4=self._has_q4)
-                choice = {"kernel": fixed, "workers": min(kernels.cores(), 8), "threads": 1,
-                          "batch_tokens": DEFAULT_BATCH_TOKENS, "measured": False}
+                w, t = layouts(kernels.cores(), fixed)[0]
+                choice = {"kernel": fixed, "workers": w, "threads": t, "batch_tokens": DEFAULT_BATCH_TOKENS,
+                          "measured": False}
             else:
                 choice = self._choice()
             self.kernel = choice["kernel"]
@@ -443,16 +447,16 @@ class EncoderEmbedder(Embedder):
         timed = ["fp32"] + [k for k in cands if k in probe and k != "fp32" and fastest / probe[k] >= PROBE_KEEP]
         windows = [ids[:self._window] for ids in self._content_ids(calibration_sample(), "")]
         n_tokens = sum(len(w) + len(self._bos) + len(self._eos) for w in windows)
-        w0, t0 = layouts(kernels.cores())[0]
-        runners = {}
+        runners, first = {}, {}
         for k in timed:
+            first[k] = layouts(kernels.cores(), k)[0]
             try:
-                runners[k] = self.make_runner(k, t0)
+                runners[k] = self.make_runner(k, first[k][1])
             except Exception as e:  # noqa: BLE001
                 if k == "fp32":
                     raise
                 log.info("%s: kernel %s failed to build (%s)", self.what, k, e)
-        timing = self._rounds({k: (r, w0, DEFAULT_BATCH_TOKENS) for k, r in runners.items()}, windows)
+        timing = self._rounds({k: (r, first[k][0], DEFAULT_BATCH_TOKENS) for k, r in runners.items()}, windows)
         ref = timing["fp32"]["vectors"]
         results: dict[str, dict] = {}
         for k, r in timing.items():
@@ -461,8 +465,8 @@ class EncoderEmbedder(Embedder):
                           "min_cosine_to_fp32": round(cos, 5), "ok": cos >= kernels.QUALITY_BAR.get(k, 0.99)}
         ok = {k: r for k, r in results.items() if r["ok"]}
         kernel = max(ok, key=lambda k: ok[k]["tokens_per_cpu_s"])
-        options = {f"{w}x{t}": (runners[kernel] if (w, t) == (w0, t0) else self.make_runner(kernel, t), w,
-                                DEFAULT_BATCH_TOKENS) for w, t in layouts(kernels.cores())}
+        options = {f"{w}x{t}": (runners[kernel] if (w, t) == first[kernel] else self.make_runner(kernel, t), w,
+                                DEFAULT_BATCH_TOKENS) for w, t in layouts(kernels.cores(), kernel)}
         lay = {name: round(n_tokens / r["wall"]) for name, r in self._rounds(options, windows).items()}
         best = max(lay, key=lay.get)
         workers, threads = map(int, best.split("x"))
@@ -552,14 +556,16 @@ class EncoderEmbedder(Embedder):
         width = self._window
         windows: list[list[int]] = []
         owner: list[int] = []
+        long: list[int] = []
         for i, ids in enumerate(self._content_ids(texts, prefix)):
             if len(ids) > width:
-                log.warning("%s: a text of %d tokens is longer than the model's %d; embedded as %d windows "
-                            "(their token-weighted mean)", self.what, len(ids) + len(self._bos) + len(self._eos),
-                            self.max_tokens, -(-len(ids) // width))
+                long.append(len(ids) + len(self._bos) + len(self._eos))
             for a in range(0, max(len(ids), 1), width):
                 windows.append(ids[a:a + width])
                 owner.append(i)
+        if long:  # one message per call, not one per text
+            log.warning("%s: %d text(s) longer than the model's %d tokens (up to %d) embedded as windows of %d "
+                        "tokens (their token-weighted mean)", self.what, len(long), self.max_tokens, max(long), width)
         pooled = self._run(windows)
         acc = np.zeros((len(texts), pooled.shape[1]), dtype=np.float64)
         weight = np.zeros(len(texts), dtype=np.float64)

@@ -4,7 +4,7 @@ pdfqa's onnxruntime encoders (:mod:`pdfqa.embeddings.engine`) can run their line
 
 - ``int8``: int8 weights (per output channel) x uint8 activations quantised per tensor at run time
   (onnxruntime's ``DynamicQuantizeMatMul``; MLAS u8s8: AVX-512 VNNI, AVX-VNNI, AVX2, NEON dot products),
-  with a few outlier FFN channels kept in float32;
+  with a few outlier input channels (found per model at conversion) kept in float32;
 - ``int8-s8s8``: int8 x int8 (symmetric activations; ``MatMulIntegerToFloat``): ARM's ``sdot``/``smmla``,
   x86 only with AVX-VNNI-INT8 (elsewhere MLAS falls back to a scalar kernel, ~10 GOP/s);
 - ``fp32``: float32 (``MatMul``);
