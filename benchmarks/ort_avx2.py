@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,14 @@ def avx2_env(out: Path | None = None, base: dict | None = None) -> dict:
         flags = next(line for line in fh if line.startswith("flags")).split(":", 1)[1].split()
     env["PDFQA_CPU_FLAGS"] = " ".join(f for f in flags if not any(d in f for d in AVX2_ONLY_DROP))
     return env
+
+
+def rerun_as_avx2(script: str, argv: list[str] | None) -> int:
+    """Run ``script`` again with ``--worker`` added, in :func:`avx2_env` (the ``--cpu avx2`` of a benchmark);
+    prints the command first. Returns its exit status."""
+    print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}", flush=True)
+    cmd = [sys.executable, script, "--worker", *(argv if argv is not None else sys.argv[1:])]
+    return subprocess.run(cmd, env=avx2_env()).returncode
 
 
 PROBE = r"""
