@@ -52,6 +52,7 @@ demo: $(VENV)/.demo
 
 test: $(VENV)/.dev
 	sh scripts/install_browser_deps.sh
+	sh scripts/install_ocr_deps.sh
 	$(BIN)/python -m pytest -q
 
 # the course assistant: courses (one collection each) live in $(COURSES)/; --host/--admin-token to expose it

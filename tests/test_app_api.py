@@ -69,9 +69,9 @@ class Srv:
         self.client = httpx.Client(base_url=url, timeout=180)
 
     def upload(self, course: str, path: Path | None = None, *, name: str | None = None, content: bytes | None = None,
-               headers: dict | None = None):
+               headers: dict | None = None, ocr: str | None = None):
         body = content if content is not None else Path(path).read_bytes()
-        return self.client.post(f"/api/courses/{course}/documents", headers=headers,
+        return self.client.post(f"/api/courses/{course}/documents", headers=headers, data={"ocr": ocr} if ocr else None,
                                 files={"file": (name or Path(path).name, body, "application/pdf")})
 
     def ask(self, course: str, question: str, **fields):
@@ -347,7 +347,7 @@ def test_same_name_in_a_course_replaces_the_document(srv, hostile):
 
 
 def test_unindexable_pdf_is_listed_as_failed_with_its_cause(srv, hostile):
-    r = srv.upload(hostile, data(SCANNED))
+    r = srv.upload(hostile, data(SCANNED), ocr="never")  # an image-only page, OCR turned off
     assert r.status_code == 202
     doc = wait_for(srv.client, hostile, SCANNED.rsplit("/", 1)[1])
     assert doc["status"] == "failed" and "nothing to index" in doc["error"], doc
@@ -355,6 +355,47 @@ def test_unindexable_pdf_is_listed_as_failed_with_its_cause(srv, hostile):
     r = srv.client.delete(f"/api/courses/{hostile}/documents/{doc['doc']}")
     assert r.status_code == 200
     assert [d["doc"] for d in srv.client.get(f"/api/courses/{hostile}/documents").json()] == ["evil.pdf"]
+
+
+def test_scanned_upload_is_ocrd_and_its_citation_highlighted(srv):
+    """A scan without a text layer: OCR'd on upload (progress stage ``ocr``), cited with ``ocr: true``,
+    and the cited passage is highlighted on the page image from the OCR word boxes."""
+    from pdfqa.pdf.ocr import ocr_unavailable
+
+    if ocr_unavailable():
+        pytest.skip(f"OCR not installed: {ocr_unavailable()}")
+    cid = srv.client.post("/api/courses", json={"name": "Scans"}).json()["id"]
+    r = srv.upload(cid, data(SCANNED), ocr="sometimes")
+    assert r.status_code == 422 and r.json()["code"] == "bad_ocr"
+    assert srv.upload(cid, data(SCANNED)).status_code == 202
+    doc = wait_for(srv.client, cid, SCANNED.rsplit("/", 1)[1])
+    assert doc["status"] == "ready", doc
+    ans = srv.ask(cid, "How many notes does a disk hold?", generator="extractive").json()
+    cite = ans["citations"][0]
+    assert cite["doc"] == "ocrmypdf_linn.pdf" and cite["page"] == 1
+    assert ans["contexts"][0]["ocr"] is True and ans["contexts"][0]["ocr_confidence"] > 0.8
+    info = srv.client.get(f"/api/courses/{cid}/pages/{cite['doc']}/1.json", params={"scale": 2.0, "quote": cite["quote"]}).json()
+    assert info["matched"] > 0.9 and info["boxes"], info
+    assert all(0 <= x0 < x1 <= info["width"] and 0 <= y0 < y1 <= info["height"] for x0, y0, x1, y1 in info["boxes"])
+    # the boxes sit on the quoted words: the page image (as the app serves it) cut at the boxes reads as the quote
+    import io
+
+    import tesserocr
+    from PIL import Image
+    from rapidfuzz.distance import Levenshtein
+
+    from pdfqa.pdf.ocr import tessdata_dir
+
+    png = srv.client.get(f"/api/courses/{cid}/pages/{cite['doc']}/1.png", params={"scale": 2.0})
+    page = Image.open(io.BytesIO(png.content)).convert("L")
+    assert page.size == (info["width"], info["height"])
+    with tesserocr.PyTessBaseAPI(path=tessdata_dir(), lang="eng", psm=tesserocr.PSM.SINGLE_LINE) as api:
+        read = []
+        for box in info["boxes"]:
+            api.SetImage(page.crop(tuple(box)))
+            read.append(api.GetUTF8Text())
+    got, want = "".join("".join(read).split()), "".join(cite["quote"].split())
+    assert Levenshtein.distance(got, want) / len(want) < 0.1, (read, cite["quote"])
 
 
 def test_remove_document(srv, hostile):

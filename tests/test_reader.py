@@ -108,18 +108,19 @@ def test_too_many_pages():
 
 
 def test_image_only_pages_are_flagged():
-    content = read_pdf(data("pdfs/scanned/ocrmypdf_linn.pdf"))
-    assert content.skipped_pages == [(1, "no text layer (image-only page; OCR is not enabled)")]
+    """Without OCR (tests/test_ocr.py reads them with it)."""
+    content = read_pdf(data("pdfs/scanned/ocrmypdf_linn.pdf"), ocr="never")
+    assert content.skipped_pages == [(1, "no text layer (image-only page)")]
 
 
 def test_garbled_text_layer_is_flagged_per_page():
     path = data("pdfs/ja_slides_garbled/matsuura_20210508_sounddesign4.pdf")
     # pypdf decodes these fonts into mojibake; the quality check must catch every such page
-    bad = read_pdf(path, reader="pypdf")
+    bad = read_pdf(path, reader="pypdf", ocr="never")  # the check itself, not what OCR makes of those pages
     garbled = [n for n, r in bad.skipped_pages if r.startswith("garbled")]
     assert len(garbled) >= len(bad.pages) // 2
     # pdfium decodes them properly: Japanese text, not flagged
-    good = read_pdf(path)
+    good = read_pdf(path, ocr="never")
     assert "サウンド・デザイン" in good.pages[0].text
     assert not [n for n, r in good.skipped_pages if r.startswith("garbled")]
 

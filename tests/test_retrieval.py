@@ -53,10 +53,10 @@ def test_tfidf_is_cosine_of_sublinear_tf_idf():
 
 
 def test_spec_grammar():
-    assert parse_spec("hybrid") == (["bm25", "dense", "doc-bm25", "page-bm25"], [])
-    assert parse_spec("hybrid:minilm") == (["bm25", "minilm", "doc-bm25", "page-bm25"], [])
+    assert parse_spec("hybrid") == (["bm25", "dense", "doc-bm25", "page-dense", "statements"], [])
+    assert parse_spec("hybrid:minilm") == (["bm25", "minilm", "doc-bm25", "page-dense", "statements"], [])
     assert parse_spec("bm25+minilm|mmr:0.3") == (["bm25", "minilm"], [("mmr", "0.3")])
-    assert parse_spec("rerank:/models/ce") == (["bm25", "dense", "doc-bm25", "page-bm25"], [("rerank", "/models/ce")])
+    assert parse_spec("rerank:/models/ce") == (["bm25", "dense", "doc-bm25", "page-dense", "statements"], [("rerank", "/models/ce")])
     assert parse_spec("st:intfloat/multilingual-e5-base") == (["st:intfloat/multilingual-e5-base"], [])
     with pytest.raises(UnknownComponentError, match="retriever stage"):
         parse_spec("bm25|boost")
@@ -76,22 +76,42 @@ def test_japanese_bm25_finds_the_passage(built):
 
 
 def test_hybrid_is_reciprocal_rank_fusion_of_its_parts(built):
+    """hybrid = RRF(bm25, dense) + the dense page prior (pages ranked by their mean chunk vector, computed
+    here from the stored vectors) + the document prior + the statement prior (inactive: no financial
+    statements here)."""
     q = "tokenization with regular expressions"
     bm = [h.chunk.chunk_id for h in built.search(q, k=50, retriever="bm25")]
     de = [h.chunk.chunk_id for h in built.search(q, k=50, retriever="dense")]
-    from pdfqa.retrieval import DOC_RRF_K, HYBRID_WEIGHTS, add_document_prior
+    from pdfqa.retrieval import (DOC_RRF_K, HYBRID_WEIGHTS, PAGE_DENSE_RRF_K, StatementPrior, add_document_prior,
+                                 add_page_prior)
 
-    doc_of = {c.chunk_id: c.doc for _, c, _ in built.store.iter_chunks()}
+    assert not StatementPrior(built).active
+    doc_of, pages_of, vec_of = {}, {}, {}
+    ids, vecs = built.store.index_vectors("e5-small", 384)
+    by_row = dict(zip(ids.tolist(), vecs))
+    page_vecs: dict = {}
+    for rid, c, _ in built.store.iter_chunks():
+        doc_of[c.chunk_id], pages_of[c.chunk_id] = c.doc, c.pages
+        for pg in c.pages:
+            page_vecs.setdefault((c.doc, pg), []).append(by_row[rid])
+    qv = built.embedder("e5-small").embed_queries([q])[0]
+    sims = {pg: float(np.mean(v, axis=0) @ qv / np.linalg.norm(np.mean(v, axis=0))) for pg, v in page_vecs.items()}
+    page_ranks = {pg: r for r, pg in enumerate(sorted(sims, key=lambda pg: -sims[pg])[:50], 1)}
     doc_ranks = built.document_index().ranks(get_tokenizer("default")(q))
     assert list(doc_ranks) == [SLIDES.name]  # only the English deck matches at all
-    fused = add_document_prior(rrf_scores([bm, de], list(HYBRID_WEIGHTS[:2])), doc_of, doc_ranks,
-                               HYBRID_WEIGHTS[2], DOC_RRF_K)
-    expect = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])[:5]]
-    got = [h.chunk.chunk_id for h in built.search(q, k=5, retriever="hybrid")]
-    assert got == expect
-    assert [h.score for h in built.search(q, k=5, retriever="hybrid")] == [round(fused[c], 6) for c in expect]
-    weighted = get_retriever(built, "hybrid", weights=[0.0, 1.0, 0.0, 0.0]).search(q, k=5)
+    fused = add_page_prior(rrf_scores([bm, de], list(HYBRID_WEIGHTS[:2])), pages_of, doc_of, page_ranks,
+                           HYBRID_WEIGHTS[3], PAGE_DENSE_RRF_K)
+    fused = add_document_prior(fused, doc_of, doc_ranks, HYBRID_WEIGHTS[2], DOC_RRF_K)
+    expect = sorted(fused.items(), key=lambda kv: -kv[1])[:5]
+    hits = built.search(q, k=5, retriever="hybrid")
+    assert [h.chunk.chunk_id for h in hits] == [c for c, _ in expect]
+    assert [h.score for h in hits] == pytest.approx([s for _, s in expect], abs=2e-6)
+    plain = rrf_scores([bm, de], list(HYBRID_WEIGHTS[:2]))
+    assert [h.chunk.chunk_id for h in hits] != [c for c, _ in sorted(plain.items(), key=lambda kv: -kv[1])[:5]]
+    weighted = get_retriever(built, "hybrid", weights=[0.0, 1.0, 0.0, 0.0, 0.0]).search(q, k=5)
     assert [h.chunk.chunk_id for h in weighted] == de[:5]
+    with pytest.raises(UnknownComponentError, match="one prior of each kind"):
+        get_retriever(built, "bm25+page-dense+page-bm25")
 
 
 def test_document_index_ranks_whole_documents_and_persists(fresh_copy):

@@ -28,9 +28,9 @@ TokenCounter = Callable[[str], int]
 
 #: bumped whenever a change to reading or chunking changes the chunks of a PDF: documents indexed
 #: with an older version are re-chunked by the next ``index`` (see Collection.index), never mixed
-#: 1: heading paths and numeric rows; 2: tables as blocks with caption and header, document titles,
-#: filing sections (PART/Item), bold by font name, hidden text dropped
-CHUNKING_VERSION = 2
+#: 1: heading paths and numeric rows; 3: tables as blocks with caption and header, document titles,
+#: filing sections (PART/Item), bold by font name, hidden text dropped, letter-spaced words rejoined (2-3: development only)
+CHUNKING_VERSION = 4
 
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_MIN_TOKENS = 48
@@ -276,6 +276,31 @@ def _in_region(line: Line, t) -> bool:
     return t.x0 - 1 <= cx <= t.x1 + 1 and t.y0 - 1 <= cy <= t.y1 + 1
 
 
+_SPLIT_TAIL = re.compile(r"\b([A-Za-z]{2,}) ([a-z])\b")
+_SPLIT_APOSTROPHE = re.compile(r"(\w)([’']) s\b")
+
+
+def heal_split_words(pages: list[Page]) -> list[Page]:
+    """Rejoin words a PDF generator's letter spacing split ("Balance Shee t", "Registrant’ s"), in place.
+
+    A trailing single letter is joined when the joined word occurs elsewhere in the document and the
+    fragment is not itself a common word there (so "is a" stays, "Shee t" becomes "Sheet").
+    """
+    counts: Counter[str] = Counter(w.lower() for p in pages for ln in p.lines for w in re.findall(r"[A-Za-z]+", ln.text))
+
+    def join(m: re.Match) -> str:
+        whole = (m.group(1) + m.group(2)).lower()
+        if counts[whole] >= 2 and counts[whole] * 4 > counts[m.group(1).lower()]:
+            return m.group(1) + m.group(2)
+        return m.group(0)
+
+    for p in pages:
+        for ln in p.lines:
+            if " " in ln.text:
+                ln.text = _SPLIT_APOSTROPHE.sub(r"\1\2s", _SPLIT_TAIL.sub(join, ln.text))
+    return pages
+
+
 def document_title(content: PdfContent) -> str:
     """The document's title, for context: a filing's cover (registrant, form, period), the PDF's own
     /Title when it is real, the first page's largest text, else the file name.
@@ -350,6 +375,7 @@ def build_blocks(content: PdfContent, *, slides: bool | None = None) -> list[Blo
     (column header rows); a table continued on the next page carries both again.
     """
     pages = [p for p in content.pages if not p.skip_reason]
+    heal_split_words(content.pages)
     remove_page_furniture(pages)
     if slides is None:
         slides = is_slide_deck(content.pages)
@@ -800,6 +826,12 @@ def chunk_document(content: PdfContent, *, count_tokens: TokenCounter = approx_t
     carries the document's title (:func:`document_title`)."""
     blocks = build_blocks(content, slides=slides)
     labels = {p.number: p.label for p in content.pages}
-    return chunk_blocks(blocks, doc=content.doc, doc_hash=content.doc_hash, page_labels=labels,
-                        count_tokens=count_tokens, max_tokens=max_tokens, min_tokens=min_tokens,
-                        context=context, title=document_title(content))
+    chunks = chunk_blocks(blocks, doc=content.doc, doc_hash=content.doc_hash, page_labels=labels,
+                          count_tokens=count_tokens, max_tokens=max_tokens, min_tokens=min_tokens,
+                          context=context, title=document_title(content))
+    ocr_conf = {p.number: p.ocr_confidence for p in content.pages if p.ocr}
+    for c in chunks:  # OCR'd text is marked, with its weakest page's confidence
+        confs = [ocr_conf[n] for n in c.pages if n in ocr_conf]
+        if confs:
+            c.ocr, c.ocr_confidence = True, min(confs)
+    return chunks

@@ -1,8 +1,8 @@
 """The ``pdfqa`` command line: index, search, info, remove, ask, chat, eval, serve (a thin layer over the library)."""
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -31,8 +31,29 @@ def _fail(e: Exception, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _stdout_for_pdfqa_only() -> None:
+    """Keep the process's standard output for pdfqa's own output: file descriptor 1 and ``sys.stdout``
+    go to stderr for the rest of the process; ``out`` and :func:`_dump` write to a copy of the original.
+
+    Ray's core worker, its threads and the processes it starts print notices (a retried task, a dead
+    worker) to fd 1 or ``sys.stdout``, some after the pipeline has returned or at exit: they must not
+    land in ``--json``'s document."""
+    global out, _stdout
+    sys.stdout.flush()
+    kept = os.fdopen(os.dup(1), "w", encoding=sys.stdout.encoding or "utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    _stdout = kept
+    out = Console(file=kept, soft_wrap=True, width=None if kept.isatty() else 160)
+
+
+_stdout = None  # pdfqa's output stream once _stdout_for_pdfqa_only() has run
+
+
 def _dump(obj) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    stream = _stdout or sys.stdout
+    stream.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    stream.flush()
 
 
 @app.command()
@@ -46,11 +67,16 @@ def index(
                                 "collections): title+headings, headings or none."),
     index_kind: Optional[str] = typer.Option(None, "--index-kind", help="FAISS index: flat (exact, default), "
                                              "hnsw or ivfpq (large collections)."),
+    reader: Optional[str] = typer.Option(None, "--reader", help="PDF reader (new or empty collections; default: the "
+                                         "collection's, pdfium for new ones): pdfium, pypdf, pdfplumber, camelot or "
+                                         "unstructured (the last three need their extra, e.g. pdfqa[pdfplumber])."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     base_url: Optional[str] = BaseUrlOpt,
     ray: Optional[str] = typer.Option(None, "--ray", help="Read, chunk and embed on Ray Data: `local` starts a Ray "
                                       "cluster on this machine, an ADDRESS joins one (needs pdfqa[ray])."),
+    ocr: str = typer.Option("auto", "--ocr", help="OCR pages: auto (those without a usable text layer, when "
+                            "Tesseract is installed), always, never."),
 ) -> None:
     """Index PDFs: unchanged files are skipped, changed files replaced; failures listed with causes."""
     from .collection import Collection
@@ -61,12 +87,12 @@ def index(
 
             require_ray()
         col = Collection.open(collection, embedder=embedder, create=True, chunk_tokens=chunk_tokens, base_url=base_url,
-                              context=context)
-        # Ray prints its own notices (a retried task, a dead worker) to stdout: keep stdout for pdfqa's
-        with contextlib.redirect_stdout(sys.stderr) if ray else contextlib.nullcontext():
-            report = col.index(paths or [], progress=not quiet and not as_json,
-                               on_file=None if as_json else _print_file, executor="ray" if ray else "local",
-                               ray_address=ray or "local")
+                              context=context, **({"reader": reader} if reader else {}))
+        if ray:
+            _stdout_for_pdfqa_only()
+        report = col.index(paths or [], progress=not quiet and not as_json,
+                           on_file=None if as_json else _print_file, executor="ray" if ray else "local",
+                           ray_address=ray or "local", ocr=ocr, reader=reader)
         if index_kind:
             col.set_index_kind(index_kind, embedder)
     except PdfqaError as e:
@@ -80,6 +106,8 @@ def index(
                   f"{len(report.unchanged)} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s")
         for f in report.failed:
             out.print(f"  [red]skipped[/red] {f.error}", highlight=False)
+        for note in report.notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
     if not paths:
         raise typer.Exit(0)
     raise typer.Exit(0 if report.ok else 1)
@@ -91,6 +119,8 @@ def _print_file(f) -> None:
         return
     note = f" ({len(f.skipped_pages)} pages skipped: {f.skipped_pages[0][1]}…)" if f.skipped_pages else ""
     extra = "" if f.status == "unchanged" else f", {f.embedded} embedded, {f.seconds:.1f}s"
+    if f.ocr_pages:
+        extra += f", {f.ocr_pages} pages OCR'd (confidence ≥ {f.ocr_confidence:.2f})"
     out.print(f"[green]✓[/green] {f.doc}: {f.status}, {f.pages} pages, {f.chunks} chunks{extra}{note}", highlight=False)
 
 
@@ -223,6 +253,7 @@ def _print_citations(ans) -> None:
     for c in ans.citations:
         pages = f"pages {c.pages[0]}-{c.pages[-1]}" if len(c.pages) > 1 else f"page {c.page}"
         label = f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""
+        label += f" (OCR, confidence {c.ocr_confidence:.2f})" if c.ocr else ""
         out.print(f"  [{c.marker}] {c.doc}, {pages}{label}: “{c.quote[:160]}”", highlight=False)
 
 

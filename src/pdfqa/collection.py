@@ -28,6 +28,8 @@ from .text.tokenize import cache_key, get_tokenizer
 from .backend import Backend, create as create_backend, exists as backend_exists, open_backend
 from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, prefetch, prepare
 from .pdf import DEFAULT_READER
+from .pdf.ocr import OcrSettings, OcrUnavailableError, ocr_unavailable
+from .pdf.reader import require_reader
 from .store import DocumentRecord, slug
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Collection:
         self._lexical_cache: dict[str, LexicalIndex] = {}
         self._doc_index: DocumentIndex | None = None
         self._page_index: PageIndex | None = None
+        self._page_vectors: tuple | None = None  # (generation, embedder, pages, vectors)
         self._query_cache: dict[tuple[str, str], np.ndarray] = {}
         self._query_cache_size = 1024
         #: embedders this collection holds itself: fitted on its chunks (word2vec:train) or bound to its
@@ -76,6 +79,7 @@ class Collection:
                 open_backend(path)  # raises the explanatory error
             spec = embedder or DEFAULT_EMBEDDER
             emb = get_embedder(spec)  # fail on unknown names before creating anything
+            require_reader(reader)  # and on readers that are unknown or not installed
             if context not in CONTEXT_MODES:
                 from .errors import UnknownComponentError
 
@@ -172,15 +176,50 @@ class Collection:
     def _embed_text(self, chunk) -> str:
         return chunk.embed_text(self.context_mode)
 
+    @property
+    def reader(self) -> str:
+        """The PDF reader this collection reads with (``chunking.reader`` in the manifest; see
+        :data:`pdfqa.pdf.READERS`)."""
+        return self.store.manifest["chunking"].get("reader", DEFAULT_READER)
+
+    def _use_reader(self, reader: str | None) -> str:
+        """The reader for this batch: ``reader`` when given (recorded for an empty collection), else
+        the collection's. One collection, one reader: a different one on a collection that holds PDFs
+        is refused before anything changes, as an unknown or uninstalled one is."""
+        current = self.reader
+        if reader is None or reader == current:
+            require_reader(current)
+            return current
+        require_reader(reader)
+        pdfs = [d for d in self.store.documents() if d.reader != "text"]
+        if pdfs:
+            raise CollectionError(
+                f"{self.path}: its {len(pdfs)} PDF(s) were read with the {current} reader; a collection reads "
+                f"with one reader. Index without --reader (or with --reader {current}), or into a new "
+                f"collection for {reader}.")
+        self.store.manifest["chunking"]["reader"] = reader
+        self.store.save_manifest()
+        return reader
+
     def index(self, paths: Iterable[str | Path], *, progress: bool = True,
               on_file: Callable[[FileResult], None] | None = None, executor: str = "local",
-              ray_address: str = "local") -> IndexReport:
+              ray_address: str = "local", ocr: str | OcrSettings | None = None,
+              reader: str | None = None) -> IndexReport:
         """Index PDF files and folders (recursive). Unchanged files cost nothing; changed ones are
         replaced; every failure is reported in the returned :class:`~pdfqa.ingest.IndexReport`.
 
+        ``reader`` (one of :data:`pdfqa.pdf.READERS`) reads the PDFs; by default the collection's
+        (:attr:`reader`, chosen when it was created). An empty collection takes the one given; one that
+        holds PDFs read otherwise refuses it (:class:`~pdfqa.errors.CollectionError`).
+
         ``executor="ray"`` reads, chunks and embeds on a Ray cluster (:mod:`pdfqa.ray_ingest`;
         ``ray_address="local"`` starts one on this machine, else the address of one to join); this
-        process still writes every document, so the store and the report are the same."""
+        process still writes every document, so the store and the report are the same.
+
+        ``ocr``: ``auto`` (default: pages without a usable text layer are OCR'd when the OCR packages
+        are installed, else reported, with one note naming the packages), ``always``, ``never``, or
+        :class:`~pdfqa.pdf.ocr.OcrSettings`. OCR'd chunks carry ``ocr=True`` and ``ocr_confidence``.
+        """
         if executor not in ("local", "ray"):
             raise CollectionError(f"unknown executor {executor!r}; expected local or ray")
         if executor == "ray":
@@ -188,16 +227,17 @@ class Collection:
 
             require_ray()  # before anything is opened or locked
         t0 = time.perf_counter()
+        settings = self._ocr_settings(ocr, progress)
         files, results = discover(paths)
         for r in results:
             if on_file:
                 on_file(r)
         stages = {"read": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
         with self.store.write_lock():
+            reader = self._use_reader(reader)
             specs = self._ensure_embedders()
             primary = self.embedder(self.store.manifest["default_embedder"])
             chunker = self._chunker(primary)
-            reader = self.store.manifest["chunking"].get("reader", DEFAULT_READER)
             names: dict[str, Path] = {}
             files = self._with_stale(files)
             # the reader thread must not touch the SQLite connection: it sees a snapshot of doc hashes
@@ -209,12 +249,13 @@ class Collection:
                     return Prepared(path=path, error=f"{path.name}: another file with this name is in the batch "
                                                      f"({names[path.name]}); documents are named by file name")
                 names[path.name] = path
-                return prepare(path, known_hash=hashes.get, chunker=chunker, reader=reader)
+                return prepare(path, known_hash=hashes.get, chunker=chunker, reader=reader, ocr=settings)
 
             if executor == "ray":
                 from .ray_ingest import ray_prepared
 
-                source = ray_prepared(self, files, known=hashes, address=ray_address, progress=progress)
+                source = ray_prepared(self, files, known=hashes, address=ray_address, progress=progress,
+                                      ocr=settings)
             else:
                 source = prefetch(files, work)
             last_save = time.perf_counter()
@@ -250,7 +291,48 @@ class Collection:
                 if not down:  # with the server gone there is nothing to save into
                     self._record_build_seconds(stages)
                     self._save_indexes()
-        return IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)
+                self._close_ocr_bar()
+        report = IndexReport(files=results, seconds=time.perf_counter() - t0, stage_seconds=stages)
+        missing = ocr_unavailable(settings.languages) if settings.mode == "auto" else None
+        if missing and any("OCR unavailable" in why for f in results for _, why in f.skipped_pages):
+            report.notes.append(f"pages without a usable text layer were not OCR'd: {missing}")
+        return report
+
+    def _ocr_settings(self, ocr: str | OcrSettings | None, progress: bool) -> OcrSettings:
+        """The run's OCR settings; ``always`` without the OCR packages fails here, before any work."""
+        settings = ocr if isinstance(ocr, OcrSettings) else OcrSettings(mode=ocr or "auto")
+        if settings.mode == "always":
+            why = ocr_unavailable(settings.languages)
+            if why:
+                raise OcrUnavailableError(f"--ocr always: {why}")
+        user = settings.on_page
+
+        def on_page(doc: str, done: int, total: int) -> None:
+            self._ocr_progress(doc, done, total, progress)
+            if user:
+                user(doc, done, total)
+        settings.on_page = on_page
+        return settings
+
+    def _ocr_progress(self, doc: str, done: int, total: int, progress: bool) -> None:
+        """After each OCR'd page: a progress bar per file (subclasses report elsewhere: the web app)."""
+        if not progress:
+            return
+        from tqdm.auto import tqdm
+
+        bar = getattr(self, "_ocr_bar", None)
+        if bar is None or bar.desc != f"OCR {doc[:30]}":
+            self._close_ocr_bar()
+            bar = self._ocr_bar = tqdm(total=total, desc=f"OCR {doc[:30]}", unit="page", leave=False, delay=2.0)
+        bar.update(done - bar.n)
+        if done >= total:
+            self._close_ocr_bar()
+
+    def _close_ocr_bar(self) -> None:
+        bar = getattr(self, "_ocr_bar", None)
+        if bar is not None:
+            bar.close()
+            self._ocr_bar = None
 
     @staticmethod
     def _stale(d: DocumentRecord) -> bool:
@@ -323,7 +405,11 @@ class Collection:
                              skipped=content.skipped_pages, reader=content.reader,
                              title=chunks[0].title if chunks else "", chunking=CHUNKING_VERSION if is_file else 1)
         indexes = {spec: self._index(spec) for spec in specs}  # current state, before this commit
-        removed, added = self.store.replace_document(rec, chunks, hashes, new_vectors)
+        ocr_pages = {p.number: {"confidence": p.ocr_confidence, "rotation": p.ocr_rotation, "words": p.ocr_words}
+                     for p in content.pages if p.ocr}
+        # the OCR word boxes (highlighting) live beside the chunks in the SQLite store; other stores skip them
+        extra = {"ocr_pages": ocr_pages} if hasattr(self.store, "ocr_page") else {}
+        removed, added = self.store.replace_document(rec, chunks, hashes, new_vectors, **extra)
         gen = self.store.generation
         for spec, idx in indexes.items():
             if self.store.native_dense:
@@ -339,7 +425,9 @@ class Collection:
         stages["store"] += time.perf_counter() - t
         return FileResult(path=str(path), doc=content.doc, status="indexed", pages=len(content.pages),
                           chunks=len(chunks), embedded=embedded, skipped_pages=content.skipped_pages,
-                          seconds=sum(prep.seconds.values()) + time.perf_counter() - t_start)
+                          seconds=sum(prep.seconds.values()) + time.perf_counter() - t_start,
+                          ocr_pages=len(ocr_pages),
+                          ocr_confidence=min((o["confidence"] for o in ocr_pages.values()), default=None))
 
     def add_passages(self, passages: Iterable[dict], *, progress: bool = True) -> IndexReport:
         """Index plain-text passages (``{"doc_id", "title"?, "text"}``): each is one document and one
@@ -588,11 +676,47 @@ class Collection:
         name = self.store.manifest.get("lexical", {}).get("bm25", {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
 
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> PageIndex:
-            return PageIndex.build(ids, docs, self.store.chunk_pages(), [toks[h] for h in hashes])
+            # a statement page: a page with a table whose title is printed on it (its caption, or a title
+            # line opening a chunk); headings inherited from earlier pages would flag the notes too
+            titles: dict[tuple[str, int], list[str]] = {}
+            tabled: set[tuple[str, int]] = set()
+            for _, c, _ in self.store.iter_chunks():
+                heads = [ln for ln in c.text.split("\n", 4)[:4] if len(ln) <= 110 and not ln.rstrip().endswith(".")]
+                for pg in c.pages:
+                    titles.setdefault((c.doc, pg), []).extend(heads)
+                    if "table" in c.kinds:
+                        tabled.add((c.doc, pg))
+            titles = {pg: t for pg, t in titles.items() if pg in tabled}
+            return PageIndex.build(ids, docs, self.store.chunk_pages(), [toks[h] for h in hashes], page_titles=titles)
 
         self._page_index, _ = self._load_or_build(self._derived("lexical", "pages"), name, self._page_index,
                                                   PageIndex.load, build)
         return self._page_index
+
+    def page_vectors(self, embedder: str | None = None) -> tuple[list[tuple[str, int]], np.ndarray]:
+        """(pages, one unit vector per page): each (document, page)'s mean chunk vector in ``embedder``'s
+        index (default: the collection's), in :meth:`page_index` order; computed from the stored vectors
+        (nothing re-embedded) and kept until the collection changes. A chunk spanning pages counts on each.
+
+        >>> col = Collection.open("examples/.pdfqa", readonly=True)  # doctest: +SKIP
+        >>> pages, vecs = col.page_vectors(); pages[0], vecs.shape  # doctest: +SKIP
+        (('cio_dp2020_03_zero_trust.pdf', 1), (160, 384))
+        """
+        spec = embedder or self.embedder_spec
+        gen = self.store.generation
+        if self._page_vectors is not None and self._page_vectors[:2] == (gen, spec):
+            return self._page_vectors[2], self._page_vectors[3]
+        idx = self.page_index()
+        ids, vecs = self.store.index_vectors(spec, self.check_embedder(spec)["dim"])
+        row = dict(zip(ids.tolist(), range(len(ids))))
+        out = np.zeros((len(idx.pages), vecs.shape[1]), dtype=np.float32)
+        for i, members in enumerate(idx.chunk_ids):
+            rows = [row[r] for r in members if r in row]
+            if rows:
+                out[i] = vecs[rows].mean(axis=0)
+        out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-9
+        self._page_vectors = (gen, spec, list(idx.pages), out)
+        return self._page_vectors[2], out
 
     def _derived(self, *parts: str) -> Path | None:
         """Where a derived index is saved (None: the backend keeps none on disk, it lives in memory)."""

@@ -25,7 +25,7 @@ BLOCK_KINDS = ("heading", "paragraph", "list", "table", "slide")
 #: file name); ``heading_path`` the section headings above the chunk, outermost first.
 CHUNK_METADATA_KEYS = (
     "chunk_id", "doc", "doc_hash", "page", "pages", "page_label",
-    "title", "heading_path", "kinds", "char_start", "char_end",
+    "title", "heading_path", "kinds", "char_start", "char_end", "ocr", "ocr_confidence",
 )
 
 
@@ -72,6 +72,12 @@ class Page:
     skip_reason: str | None = None
     #: tables found by the reader; their lines are replaced by one table block each (see pdfqa.chunking)
     tables: list[TableRegion] = field(default_factory=list)
+    #: the lines come from OCR (:mod:`pdfqa.pdf.ocr`): its confidence (0..1), the turn that made the page
+    #: upright (degrees counter-clockwise), and the words ``[text, conf, x0, y0, x1, y1]`` (points, as rendered)
+    ocr: bool = False
+    ocr_confidence: float | None = None
+    ocr_rotation: int = 0
+    ocr_words: list[list] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -127,6 +133,9 @@ class Chunk:
     char_start: int
     char_end: int
     title: str = ""
+    #: its text was read by OCR from page images; ``ocr_confidence``: the lowest of its pages' (0..1)
+    ocr: bool = False
+    ocr_confidence: float | None = None
 
     @property
     def page(self) -> int:
@@ -190,6 +199,7 @@ class Hit:
             "doc": c.doc, "page": c.page, "pages": list(c.pages), "page_label": c.page_label,
             "score": round(float(self.score), 6), "text": c.text, "chunk_id": c.chunk_id,
             "title": c.title, "heading_path": list(c.heading_path), "kinds": list(c.kinds),
+            "ocr": c.ocr, "ocr_confidence": c.ocr_confidence,
         }
 
     def to_document(self):

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from .chunking import chunk_document
 from .documents import Chunk, PdfContent
 from .errors import PdfqaError, PdfReadError
-from .pdf import read_pdf
+from .pdf import OcrSettings, read_pdf
 
 
 @dataclass
@@ -32,6 +32,8 @@ class FileResult:
     skipped_pages: list[tuple[int, str]] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    ocr_pages: int = 0  # pages read by OCR
+    ocr_confidence: float | None = None  # the lowest of those pages' OCR confidences
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -44,6 +46,8 @@ class IndexReport:
     files: list[FileResult]
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: messages for the whole run, said once (e.g. OCR is not installed and pages needed it)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def indexed(self) -> list[FileResult]:
@@ -65,7 +69,8 @@ class IndexReport:
     def to_json(self) -> dict:
         return {"files": [f.to_json() for f in self.files], "seconds": round(self.seconds, 3),
                 "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-                "indexed": len(self.indexed), "unchanged": len(self.unchanged), "failed": len(self.failed)}
+                "indexed": len(self.indexed), "unchanged": len(self.unchanged), "failed": len(self.failed),
+                "notes": list(self.notes)}
 
 
 def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[FileResult]]:
@@ -109,7 +114,7 @@ class Prepared:
 
 
 def prepare(path: Path, *, known_hash: Callable[[str], str | None], chunker: Callable[[PdfContent], list[Chunk]],
-            reader: str) -> Prepared:
+            reader: str, ocr: OcrSettings | str = "auto") -> Prepared:
     """Read and chunk one file (runs in the background thread); never raises for a bad file."""
     out = Prepared(path=path)
     try:
@@ -119,7 +124,7 @@ def prepare(path: Path, *, known_hash: Callable[[str], str | None], chunker: Cal
         if path.exists() and path.stat().st_size > 0 and known_hash(path.name) == file_sha256(path):
             out.unchanged = True
             return out
-        out.content = read_pdf(path, reader=reader)
+        out.content = read_pdf(path, reader=reader, ocr=ocr)
         out.seconds["read"] = time.perf_counter() - t
         t = time.perf_counter()
         out.chunks = chunker(out.content)

@@ -268,8 +268,10 @@ class PageIndex:
     tokenizer_key = ""
 
     def __init__(self, bm25: BM25Index, pages: list[tuple[str, int]], chunk_ids: list[list[int]],
-                 generation: int = 0):
+                 generation: int = 0, statements: list[list[str]] | None = None):
         self.bm25, self.pages, self.chunk_ids, self.generation = bm25, pages, chunk_ids, generation
+        #: per page, the primary financial statements it holds (see :mod:`pdfqa.statements`)
+        self.statements = statements or [[] for _ in pages]
         self._pos = {p: i for i, p in enumerate(pages)}
 
     def __len__(self) -> int:
@@ -277,7 +279,11 @@ class PageIndex:
 
     @classmethod
     def build(cls, ids, chunk_docs: list[str], chunk_pages: list[list[int]], token_lists: list[list[str]],
-              generation: int = 0) -> "PageIndex":
+              generation: int = 0, page_titles: dict | None = None) -> "PageIndex":
+        """``page_titles``: (document, page) → the headings and table captions on it, which tell
+        statement pages (:func:`pdfqa.statements.page_statements`)."""
+        from .statements import page_statements
+
         pos: dict[tuple[str, int], int] = {}
         bags: list[list[str]] = []
         members: list[list[int]] = []
@@ -291,7 +297,18 @@ class PageIndex:
                 bags[pos[key]].extend(toks)
                 members[pos[key]].append(int(cid))
         pages_list = list(pos)
-        return cls(BM25Index.build(np.arange(len(bags), dtype=np.int64), bags), pages_list, members, generation)
+        stmts = [page_statements((page_titles or {}).get(pg, [])) for pg in pages_list]
+        return cls(BM25Index.build(np.arange(len(bags), dtype=np.int64), bags), pages_list, members, generation, stmts)
+
+    @property
+    def has_statements(self) -> bool:
+        return any(self.statements)
+
+    def statement_pages(self, kinds: list[str], docs: list[str] | None = None) -> list[tuple[str, int]]:
+        """Pages holding any of the statements ``kinds`` (of ``docs`` only, when given), in order."""
+        want, keep = set(kinds), set(docs) if docs is not None else None
+        return [pg for pg, st in zip(self.pages, self.statements)
+                if want & set(st) and (keep is None or pg[0] in keep)]
 
     def ranks(self, tokens: list[str], k: int = 50) -> dict[tuple[str, int], int]:
         """(document, page) → 1-based rank for the best ``k`` pages that match ``tokens`` at all."""
@@ -305,7 +322,8 @@ class PageIndex:
 
     def save(self, path: Path, meta: dict) -> None:
         self.bm25.generation = self.generation
-        self.bm25.save(path, {**meta, "pages": [[d, p] for d, p in self.pages], "chunk_ids": self.chunk_ids})
+        self.bm25.save(path, {**meta, "pages": [[d, p] for d, p in self.pages], "chunk_ids": self.chunk_ids,
+                              "statements": self.statements})
 
     @classmethod
     def load(cls, path: Path) -> "PageIndex":
@@ -318,7 +336,9 @@ class PageIndex:
             raise CollectionError(f"{path}: not a page index ({e})") from e
         if len(pages) != len(bm25) or len(chunk_ids) != len(pages):
             raise CollectionError(f"{path}: {len(pages)} page names for {len(bm25)} rows")
-        idx = cls(bm25, pages, chunk_ids, bm25.generation)
+        stmts = meta.get("statements")  # absent in page indexes saved before statement pages existed
+        idx = cls(bm25, pages, chunk_ids, bm25.generation,
+                  [list(x) for x in stmts] if isinstance(stmts, list) and len(stmts) == len(pages) else None)
         idx.tokenizer_key = bm25.tokenizer_key
         return idx
 

@@ -44,6 +44,8 @@ class Citation:
     chunk_id: str
     marker: int  # the [n] in the answer text
     inferred: bool = False  # True when the model gave no marker and pdfqa attributed the sentence
+    ocr: bool = False  # the cited text was read by OCR from the page image
+    ocr_confidence: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -195,7 +197,8 @@ class PDFQA:
     def _citation(self, h: Hit, n: int, answer: str, inferred: bool = False) -> Citation:
         c = h.chunk
         return Citation(doc=c.doc, page=c.page, pages=list(c.pages), page_label=c.page_label,
-                        quote=best_quote(c.text, answer), chunk_id=c.chunk_id, marker=n, inferred=inferred)
+                        quote=best_quote(c.text, answer), chunk_id=c.chunk_id, marker=n, inferred=inferred,
+                        ocr=c.ocr, ocr_confidence=c.ocr_confidence)
 
     # ------------------------------------------------------------------ ask / stream
 

@@ -3,16 +3,18 @@
 
 The pipeline is one Ray Data dataset over the files (one block per file)::
 
-    files ─map→ ReadChunk actors (read + chunk; one tokenizer load per actor)
+    files ─map→ read_chunk tasks (read + chunk; the tokenizer loaded once per worker process)
           ─map→ Embed actors (one model load per actor; a file's chunks in the embedder's batches)
           ─→ this process: each file committed to the store as it arrives (Collection._commit)
 
 Only reading, chunking and embedding move to the cluster; the driver writes every document through
 the same code as the local pipeline, so a file's report, its atomic commit and the store are exactly
 those of ``executor="local"``. A file that fails to read, chunk or embed comes back with its error
-(reported as today). A worker that dies on a file (killed, out of memory) is restarted and the file
-retried once; if it dies again the file is reported as failed and nothing of it is written (a
-document is written only once all its chunks and vectors have arrived).
+(reported as today). A worker that dies while reading a file (killed, out of memory) takes only that
+file's task with it: the task is retried once on a fresh worker; if it dies again the file is reported
+as failed and nothing of it is written (a document is written only once all its chunks and vectors
+have arrived). Reading runs as tasks rather than an actor pool because a pool whose actor died for
+good stalled the files still queued for it.
 
 ``address="local"`` starts a Ray cluster on this machine (kept for the life of the process);
 any other address joins a running cluster (its nodes need pdfqa installed, and the PDFs must be
@@ -80,21 +82,24 @@ def start(address: str = "local") -> dict:
     return ray.cluster_resources()
 
 
-class ReadChunk:
-    """A Ray actor: reads and chunks one file per call (the primary embedder's tokenizer loaded once)."""
+_CHUNKERS: dict[tuple[str, str], object] = {}
 
-    def __init__(self, chunking: dict, primary: str, reader: str, known: dict[str, str]):
-        from .collection import chunker_for
-        from .embeddings import get_embedder
 
-        self.chunker = chunker_for(chunking, get_embedder(primary))
-        self.reader, self.known = reader, known
+def read_chunk(row: dict, *, chunking: dict, primary: str, reader: str, known: dict[str, str], ocr="auto") -> dict:
+    """A Ray task: reads and chunks one file (the primary embedder's tokenizer loaded once per worker
+    process and kept for the next file)."""
+    import json
 
-    def __call__(self, row: dict) -> dict:
-        path = Path(row["path"])
-        _maybe_die(path.name)
-        prep = prepare(path, known_hash=self.known.get, chunker=self.chunker, reader=self.reader)
-        return {"i": row["i"], "prep": pickle.dumps(prep)}
+    from .collection import chunker_for
+    from .embeddings import get_embedder
+
+    key = (json.dumps(chunking, sort_keys=True), primary)
+    if key not in _CHUNKERS:
+        _CHUNKERS[key] = chunker_for(chunking, get_embedder(primary))
+    path = Path(row["path"])
+    _maybe_die(path.name)
+    prep = prepare(path, known_hash=known.get, chunker=_CHUNKERS[key], reader=reader, ocr=ocr)
+    return {"i": row["i"], "prep": pickle.dumps(prep)}
 
 
 class Embed:
@@ -146,7 +151,7 @@ def _maybe_die(name: str) -> None:
 
 
 def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str], address: str = "local",
-                 progress: bool = False) -> Iterator[Prepared]:
+                 progress: bool = False, ocr="auto") -> Iterator[Prepared]:
     """Yield a :class:`~pdfqa.ingest.Prepared` per file (embedded, or with its error), read, chunked
     and embedded on Ray; in completion order."""
     if not files:
@@ -184,7 +189,7 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
 
     with warnings.catch_warnings():  # retry options have no named parameter yet in every Ray 2.x
         warnings.simplefilter("ignore")
-        ds = _pipeline(ray, todo, m, pool, retry, base_urls, context, known)
+        ds = _pipeline(ray, todo, m, pool, retry, base_urls, context, known, ocr)
     seen: set[int] = set()
     for row in ds.iter_rows():
         seen.add(int(row["i"]))
@@ -196,12 +201,17 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
                                          f"not indexed")
 
 
-def _pipeline(ray, todo: list[dict], m: dict, pool: int, retry: dict, base_urls: dict, context: str, known: dict):
-    """files → ReadChunk actors → Embed actors (each pool ``pool`` actors of one CPU, retried per ``retry``)."""
-    actors = dict(compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, ray_remote_args_fn=lambda: dict(retry))
+def _pipeline(ray, todo: list[dict], m: dict, pool: int, retry: dict, base_urls: dict, context: str, known: dict,
+              ocr="auto"):
+    """files → read_chunk tasks (each retried once, per file) → Embed actors (``pool`` actors of one CPU,
+    retried per ``retry``)."""
+    # one file in flight per actor: a worker that dies takes only its own file with it
+    strategy = ray.data.ActorPoolStrategy(size=pool, max_tasks_in_flight_per_actor=1)
     read = {"chunking": m["chunking"], "primary": m["default_embedder"],
-            "reader": m["chunking"].get("reader", DEFAULT_READER), "known": known}
+            "reader": m["chunking"].get("reader", DEFAULT_READER), "known": known, "ocr": ocr}
     embed = {"specs": list(m["embedders"]), "base_urls": base_urls, "context": context}
     return (ray.data.from_items(todo, override_num_blocks=len(todo))
-            .map(ReadChunk, fn_constructor_kwargs=read, **actors)
-            .map(Embed, fn_constructor_kwargs=embed, **actors))
+            .map(read_chunk, fn_kwargs=read, num_cpus=1, max_retries=retry["max_task_retries"],
+                 retry_exceptions=False)
+            .map(Embed, fn_constructor_kwargs=embed, compute=strategy, num_cpus=1,
+                 ray_remote_args_fn=lambda: dict(retry)))

@@ -5,15 +5,17 @@ Spec grammar (the same in the CLI, Python, evaluation reports):
 - an embedder spec (``e5-small``, ``minilm``, ``st:…``, ``bert:…``, ``word2vec:…``, ``openai:…``) or
   ``dense`` (the collection's default embedder): dense search in that embedder's FAISS index;
 - ``bm25`` / ``tfidf`` (optionally ``bm25:sudachi`` etc. for another tokenizer): lexical search;
-- ``hybrid`` (= ``bm25+dense+doc-bm25``) or any ``A+B[+C]``: reciprocal-rank fusion of the parts;
-  ``doc-bm25`` is a *document prior*: BM25 over whole documents, each chunk scored by its document's
-  rank, so a question about Apple's filing favours chunks of that filing (it takes part only where
-  documents have several chunks: in a passage pool it would repeat ``bm25``);
+- ``hybrid`` (= ``bm25+dense+doc-bm25+page-dense+statements``) or any ``A+B[+C]``: reciprocal-rank fusion of the
+  parts. Priors score chunks by the rank of something larger than a chunk and take part only where that
+  unit holds several chunks (never in a passage pool, where they would repeat a chunk ranking):
+  ``page-dense`` ranks whole pages by the query's cosine to each page's mean chunk vector, ``page-bm25``
+  by BM25 over the page's text; ``statements`` brings in the primary financial statement pages a
+  question's line items are read from (filings); ``doc-bm25`` ranks whole documents by BM25;
 - stages after ``|``: ``rerank:<cross-encoder>`` re-scores the top candidates, ``mmr[:λ]`` picks
   diverse ones; ``rerank:<model>`` alone means ``hybrid|rerank:<model>``.
 
 >>> parse_spec("hybrid|mmr:0.7")
-(['bm25', 'dense', 'doc-bm25', 'page-bm25'], [('mmr', '0.7')])
+(['bm25', 'dense', 'doc-bm25', 'page-dense', 'statements'], [('mmr', '0.7')])
 """
 from __future__ import annotations
 
@@ -28,29 +30,37 @@ from .documents import Hit
 from .errors import UnknownComponentError
 
 #: names accepted besides embedder specs
-RETRIEVERS = ("dense", "bm25", "tfidf", "hybrid", "A+B (fusion)", "A+doc-bm25 (document prior)", "…|rerank:<model>",
-              "…|mmr[:lambda]")
+RETRIEVERS = ("dense", "bm25", "tfidf", "hybrid", "A+B (fusion)", "A+page-dense / A+page-bm25 (page priors)",
+              "A+statements (statement prior)", "A+doc-bm25 (document prior)", "…|rerank:<model>", "…|mmr[:lambda]")
 DEFAULT_RETRIEVER = "hybrid"
-#: reciprocal-rank fusion constant and `hybrid`'s weights (BM25, dense, document prior): chosen on the
-#: public sets jsquad_valid, squad_expmrc (passages) and sec10q (PDFs) with benchmarks/fusion_grid.py
-#: (see benchmarks/README.md)
+#: reciprocal-rank fusion constant and `hybrid`'s weights (BM25, dense, document prior, dense page
+#: prior, statement prior): the best on every public set at once (jsquad_valid, jaquad_dev,
+#: squad_expmrc, sec10q, financebench_dev and the course PDFs) among the rows that keep each set at its
+#: bar, with benchmarks/fusion_grid.py; reported leave-one-set-out in benchmarks/README.md
 RRF_K = 20
-#: (BM25, dense, document prior, page prior)
-HYBRID_WEIGHTS = (1.0, 0.5, 0.5, 0.0)
+HYBRID_WEIGHTS = (1.0, 0.5, 0.25, 0.5, 0.25)
 #: the document prior's own RRF constant: small, so the best-matching documents stand out (any of
 #: 1-10 with a weight of 0.35-1.0 gave the same doc-hit@5 on sec10q)
 DOC_RRF_K = 5
 #: the document prior takes part only where documents have at least this many chunks on average
 DOC_PRIOR_MIN_CHUNKS = 2.0
 DOC_PRIOR = "doc-bm25"
-#: the page prior: BM25 over whole pages; its RRF constant, and how many of its best pages bring their
-#: chunks into the candidates; it takes part only where pages hold this many chunks on average (not in
+#: the page priors (dense: mean chunk vector per page; BM25 over whole pages); their RRF constant, and
+#: how many of the best pages bring their chunks into the candidates (bringing in none or three gave the
+#: same figures on every set); they take part only where pages hold this many chunks on average (not in
 #: passage pools or slide decks, where a page is a chunk)
 PAGE_PRIOR = "page-bm25"
+PAGE_DENSE_PRIOR = "page-dense"
 PAGE_RRF_K = 5
-PAGE_CANDIDATES = 3
+PAGE_DENSE_RRF_K = 20
+PAGE_CANDIDATES = 0
 PAGE_PRIOR_MIN_CHUNKS = 1.5
-PRIORS = (DOC_PRIOR, PAGE_PRIOR)
+#: the statement prior: in filings, the primary statement pages (balance sheet, income, cash flows) a
+#: question's line items are read from, of the documents the document index ranks best
+STATEMENT_PRIOR = "statements"
+STATEMENT_DOCS = 3
+PRIORS = (DOC_PRIOR, PAGE_PRIOR, PAGE_DENSE_PRIOR, STATEMENT_PRIOR)
+HYBRID_PRIORS = [DOC_PRIOR, PAGE_DENSE_PRIOR, STATEMENT_PRIOR]
 
 
 def parse_spec(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -60,9 +70,9 @@ def parse_spec(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
         spec = f"{DEFAULT_RETRIEVER}|{spec}"
     head, *stages = [s.strip() for s in spec.split("|")]
     if head == "hybrid":
-        parts = ["bm25", "dense", DOC_PRIOR, PAGE_PRIOR]
+        parts = ["bm25", "dense", *HYBRID_PRIORS]
     elif head.startswith("hybrid:"):
-        parts = ["bm25", head[len("hybrid:"):], DOC_PRIOR, PAGE_PRIOR]
+        parts = ["bm25", head[len("hybrid:"):], *HYBRID_PRIORS]
     else:
         parts = [p.strip() for p in head.split("+")] if "+" in head and not head.startswith(("st:", "bert:", "word2vec:")) else [head]
     post = []
@@ -75,11 +85,11 @@ def parse_spec(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def part_kind(part: str) -> str:
-    """What a fused part of a spec is: ``lexical`` (bm25/tfidf[:tokenizer]), ``prior`` (doc-bm25) or
-    ``dense`` (``dense`` or an embedder spec).
+    """What a fused part of a spec is: ``lexical`` (bm25/tfidf[:tokenizer]), ``prior`` (see
+    :data:`PRIORS`) or ``dense`` (``dense`` or an embedder spec).
 
     >>> [part_kind(p) for p in parse_spec("hybrid")[0]]
-    ['lexical', 'dense', 'prior', 'prior']
+    ['lexical', 'dense', 'prior', 'prior', 'prior']
     """
     if part in PRIORS:
         return "prior"
@@ -125,7 +135,8 @@ class LexicalRetriever(Retriever):
 def _prior_alone() -> UnknownComponentError:
     return UnknownComponentError("retriever", "+".join(PRIORS), [
         f"A+{DOC_PRIOR} (a document prior fused with a retriever, e.g. e5-small+doc-bm25)",
-        f"A+{PAGE_PRIOR} (a page prior fused with a retriever, e.g. bm25+dense+page-bm25)", "hybrid"])
+        f"A+{PAGE_DENSE_PRIOR} or A+{PAGE_PRIOR} (a page prior fused with a retriever, e.g. bm25+dense+page-dense)",
+        f"A+{STATEMENT_PRIOR} (the statement prior, e.g. bm25+dense+statements)", "hybrid"])
 
 
 class DocumentPrior:
@@ -192,6 +203,77 @@ class PagePrior:
         return [rid for page in best for rid in idx.chunks_of(page)]
 
 
+class DensePagePrior(PagePrior):
+    """``page-dense``: ranks *pages* by the cosine of the query's vector to each page's mean chunk vector
+    in the collection's default embedder (:meth:`~pdfqa.collection.Collection.page_vectors`; nothing
+    is re-embedded); in a fusion each candidate chunk gains ``w / (k_page + the rank of its best page)``.
+    Takes part where :class:`PagePrior` does."""
+
+    name = PAGE_DENSE_PRIOR
+
+    def __init__(self, collection, k_page: int = PAGE_DENSE_RRF_K, candidates: int = PAGE_CANDIDATES,
+                 min_chunks: float = PAGE_PRIOR_MIN_CHUNKS):
+        super().__init__(collection, k_page, candidates, min_chunks)
+        if self.active:
+            collection.page_vectors()  # built now, not on the first query
+
+    def ranks(self, query: str, k: int = 50) -> dict[tuple[str, int], int]:
+        if not self._active(self.collection.page_index()):
+            return {}
+        pages, vecs = self.collection.page_vectors()
+        if not pages:
+            return {}
+        sims = vecs @ np.asarray(self.collection.query_vector(query), dtype=np.float32)
+        top = np.argpartition(-sims, min(k, len(pages)) - 1)[:k] if len(pages) > k else np.arange(len(pages))
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return {pages[j]: r for r, j in enumerate(top.tolist(), 1)}
+
+
+class StatementPrior:
+    """``statements``: for a question that names a statement or its line items (capital expenditure →
+    cash flows, PP&E → balance sheet, revenue → income; see :mod:`pdfqa.statements`), the pages of
+    those statements in the :data:`STATEMENT_DOCS` documents the document index ranks best join the
+    candidates and each of their chunks gains ``w / (k_doc + its document's rank)``. ``active`` only
+    where the collection holds statement pages (filings, annual reports)."""
+
+    name = STATEMENT_PRIOR
+
+    def __init__(self, collection, n_docs: int = STATEMENT_DOCS, k_doc: int = DOC_RRF_K):
+        from .text.tokenize import get_tokenizer
+
+        self.collection, self.n_docs, self.k_doc = collection, n_docs, k_doc
+        self.collection.page_index()
+        self._tok = get_tokenizer(collection.store.manifest.get("lexical", {}).get("bm25", {})
+                                  .get("tokenizer", "default"))
+
+    @property
+    def active(self) -> bool:
+        return self.collection.page_index().has_statements
+
+    def ranks(self, query: str) -> dict[tuple[str, int], int]:
+        """Statement page → the rank of its document, for the statements ``query`` needs ({} otherwise)."""
+        from .statements import question_statements
+
+        idx = self.collection.page_index()
+        kinds = question_statements(query) if idx.has_statements else []
+        if not kinds:
+            return {}
+        docs = self.collection.document_index().ranks(self._tok(query), self.n_docs)
+        return {pg: docs[pg[0]] for pg in idx.statement_pages(kinds, list(docs))}
+
+    def candidate_rows(self, ranks: dict[tuple[str, int], int]) -> list[int]:
+        idx = self.collection.page_index()
+        return [rid for page in ranks for rid in idx.chunks_of(page)]
+
+
+_PRIOR_TYPES = (DocumentPrior, PagePrior, StatementPrior)  # DensePagePrior is a PagePrior
+
+
+def _prior_role(part) -> str:
+    """Which of fuse_scores' prior slots a prior fills: ``doc``, ``page`` or ``stmt``."""
+    return "doc" if isinstance(part, DocumentPrior) else "page" if isinstance(part, PagePrior) else "stmt"
+
+
 class FusionRetriever(Retriever):
     """Reciprocal-rank fusion: score = Σ wᵢ / (k_rrf + rankᵢ); each part contributes its top ``depth``.
     A :class:`DocumentPrior` part adds ``w / (k_doc + rank of the chunk's document)`` to every candidate."""
@@ -202,20 +284,22 @@ class FusionRetriever(Retriever):
         self.weights = weights or [1.0] * len(parts)
         if len(self.weights) != len(parts):
             raise ValueError(f"{len(self.weights)} fusion weights for {len(parts)} retrievers")
-        if all(isinstance(p, (DocumentPrior, PagePrior)) for p in parts):
+        if all(isinstance(p, _PRIOR_TYPES) for p in parts):
             raise _prior_alone()  # a prior ranks documents or pages, not chunks
+        roles = [_prior_role(p) for p in parts if isinstance(p, _PRIOR_TYPES)]
+        if len(roles) != len(set(roles)):
+            raise UnknownComponentError("retriever", self.name if name else "+".join(p.name for p in parts), [
+                "one prior of each kind per fusion (page-dense or page-bm25, not both)"])
         self.k_rrf, self.depth = k_rrf, depth
         self.name = name or "+".join(p.name for p in parts)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         rankings, weights, chunks = [], [], {}
-        doc_prior = page_prior = None
+        priors: dict[str, tuple] = {}
         for part, w in zip(self.parts, self.weights):
-            if isinstance(part, DocumentPrior):
-                doc_prior = (part, w)
-                continue
-            if isinstance(part, PagePrior):
-                page_prior = (part, w) if w else None
+            if isinstance(part, _PRIOR_TYPES):
+                if w:
+                    priors[_prior_role(part)] = (part, w)
                 continue
             hits = part.search(query, max(self.depth, k))
             rankings.append([h.chunk.chunk_id for h in hits])
@@ -224,22 +308,28 @@ class FusionRetriever(Retriever):
         if not chunks:
             return []
         opts: dict = {}
-        if page_prior is not None:
-            prior, w = page_prior
+        for kind, (ranks_key, w_key, k_key, members_key) in (("page", ("page_ranks", "w_page", "k_page", "page_members")),
+                                                            ("stmt", ("stmt_ranks", "w_stmt", "k_stmt", "stmt_members"))):
+            if kind not in priors:
+                continue
+            prior, w = priors[kind]
             ranks = prior.ranks(query)
-            if ranks:
-                # the chunks of the best pages join the candidates (loaded only when new)
-                for c in prior.collection.store.chunks_by_rowid(prior.candidate_rows(ranks)).values():
-                    chunks.setdefault(c.chunk_id, c)
-                best = sorted(ranks, key=ranks.get)[:prior.candidates]
-                members = {pg: [] for pg in best}
-                for cid, c in chunks.items():
-                    for pg in c.pages:
-                        if (c.doc, pg) in members:
-                            members[(c.doc, pg)].append(cid)
-                opts.update(page_ranks=ranks, w_page=w, k_page=prior.k_page, page_members=members)
-        if doc_prior is not None:
-            prior, w = doc_prior
+            if not ranks:
+                continue
+            # the chunks of the prior's pages join the candidates (loaded only when new)
+            rows = prior.candidate_rows(ranks)
+            for c in prior.collection.store.chunks_by_rowid(rows).values():
+                chunks.setdefault(c.chunk_id, c)
+            best = sorted(ranks, key=ranks.get)[:prior.candidates] if kind == "page" else list(ranks)
+            members = {pg: [] for pg in best}
+            for cid, c in chunks.items():
+                for pg in c.pages:
+                    if (c.doc, pg) in members:
+                        members[(c.doc, pg)].append(cid)
+            opts.update({ranks_key: ranks, w_key: w, k_key: prior.k_page if kind == "page" else prior.k_doc,
+                         members_key: members})
+        if "doc" in priors:
+            prior, w = priors["doc"]
             ranks = prior.ranks(query)
             if ranks:
                 opts.update(doc_ranks=ranks, w_doc=w, k_doc=prior.k_doc)
@@ -252,11 +342,13 @@ class FusionRetriever(Retriever):
 def fuse_scores(rankings: list[list], weights: list[float], k_rrf: int = RRF_K, *, doc_of: dict | None = None,
                 pages_of: dict | None = None, doc_ranks: dict | None = None, w_doc: float = 0.0,
                 k_doc: int = DOC_RRF_K, page_ranks: dict | None = None, w_page: float = 0.0,
-                k_page: int = PAGE_RRF_K, page_members: dict | None = None) -> dict:
+                k_page: int = PAGE_RRF_K, page_members: dict | None = None, stmt_ranks: dict | None = None,
+                w_stmt: float = 0.0, k_stmt: int = DOC_RRF_K, stmt_members: dict | None = None) -> dict:
     """``hybrid``'s scoring, one pure function (the retriever and benchmarks/fusion_grid.py share it):
     weighted reciprocal-rank fusion of the ``rankings``; then every candidate — including the chunks of
-    the best pages (``page_members``: page → chunk keys) — gains the page prior
-    (``w_page / (k_page + rank of its best page)``) and the document prior
+    the best pages (``page_members``: page → chunk keys) and of the statement pages (``stmt_members``) —
+    gains the page prior (``w_page / (k_page + rank of its best page)``), the statement prior
+    (``w_stmt / (k_stmt + rank of its statement page's document)``) and the document prior
     (``w_doc / (k_doc + rank of its document)``).
 
     >>> fuse_scores([["a", "b"]], [1.0], 1, doc_of={"a": "x", "b": "y", "c": "y"},
@@ -265,11 +357,15 @@ def fuse_scores(rankings: list[list], weights: list[float], k_rrf: int = RRF_K, 
     {'a': 0.5, 'b': 0.3333333333333333, 'c': 0.5}
     """
     fused = rrf_scores(rankings, weights, k_rrf)
-    if page_ranks and w_page:
-        for members in (page_members or {}).values():
-            for key in members:
-                fused.setdefault(key, 0.0)
-        add_page_prior(fused, pages_of, doc_of, page_ranks, w_page, k_page)
+    for ranks, w, kp, members in ((page_ranks, w_page, k_page, page_members), (stmt_ranks, w_stmt, k_stmt, stmt_members)):
+        if ranks and w:
+            for keys in (members or {}).values():
+                for key in keys:
+                    fused.setdefault(key, 0.0)
+    # both page-level priors are scored on the full candidate set (a page's chunks may come from either)
+    for ranks, w, kp in ((page_ranks, w_page, k_page), (stmt_ranks, w_stmt, k_stmt)):
+        if ranks and w:
+            add_page_prior(fused, pages_of, doc_of, ranks, w, kp)
     if doc_ranks and w_doc:
         add_document_prior(fused, doc_of, doc_ranks, w_doc, k_doc)
     return fused
@@ -322,7 +418,8 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
             name, _, tok = p.partition(":")
             built.append(LexicalRetriever(collection, name, tok or None))
         elif kind == "prior":
-            built.append(DocumentPrior(collection) if p == DOC_PRIOR else PagePrior(collection))
+            built.append({DOC_PRIOR: DocumentPrior, PAGE_PRIOR: PagePrior, PAGE_DENSE_PRIOR: DensePagePrior,
+                          STATEMENT_PRIOR: StatementPrior}[p](collection))
         elif p == "dense":
             built.append(DenseRetriever(collection))
         else:
@@ -331,7 +428,7 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
     head = spec.split("|")[0].strip()
     if weights is None and (head == "hybrid" or head.startswith("hybrid:")):
         weights = list(HYBRID_WEIGHTS)
-    if all(isinstance(b, (DocumentPrior, PagePrior)) for b in built):
+    if all(isinstance(b, _PRIOR_TYPES) for b in built):
         raise _prior_alone()
     r: Retriever = built[0] if len(built) == 1 else FusionRetriever(built, weights, k_rrf, name=head)
     for name, arg in post:
@@ -402,5 +499,5 @@ def add_document_prior(scores: dict, doc_of: dict, doc_ranks: dict[str, int], we
     return scores
 
 
-__all__ = ["add_document_prior", "add_page_prior", "fuse_scores", "CollectionRetriever", "DenseRetriever", "DocumentPrior", "PagePrior", "FusionRetriever", "LexicalRetriever", "MMRRetriever",
+__all__ = ["add_document_prior", "add_page_prior", "fuse_scores", "CollectionRetriever", "DenseRetriever", "DocumentPrior", "PagePrior", "DensePagePrior", "StatementPrior", "FusionRetriever", "LexicalRetriever", "MMRRetriever",
            "RerankRetriever", "Retriever", "get_retriever", "parse_spec", "part_kind", "rrf_scores", "np"]

@@ -44,7 +44,12 @@ CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     chunk_id TEXT UNIQUE NOT NULL, doc TEXT NOT NULL REFERENCES documents(doc), ord INTEGER NOT NULL,
     text TEXT NOT NULL, pages TEXT NOT NULL, page_label TEXT, heading_path TEXT NOT NULL,
-    kinds TEXT NOT NULL, char_start INTEGER, char_end INTEGER, content_hash TEXT NOT NULL
+    kinds TEXT NOT NULL, char_start INTEGER, char_end INTEGER, content_hash TEXT NOT NULL,
+    ocr INTEGER NOT NULL DEFAULT 0, ocr_confidence REAL
+);
+CREATE TABLE IF NOT EXISTS ocr_pages (
+    doc TEXT NOT NULL, page INTEGER NOT NULL, confidence REAL, rotation INTEGER NOT NULL DEFAULT 0,
+    words TEXT NOT NULL, PRIMARY KEY (doc, page)
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -141,6 +146,13 @@ class Store:
                 self.db.execute("ALTER TABLE documents ADD COLUMN title TEXT NOT NULL DEFAULT ''")
             if "chunking" not in cols:
                 self.db.execute("ALTER TABLE documents ADD COLUMN chunking INTEGER NOT NULL DEFAULT 1")
+        # collections written before OCR lack the chunks' ocr columns: no OCR (readonly opens read them as absent)
+        have = self._columns("chunks")
+        with self.db:
+            if "ocr" not in have:
+                self.db.execute("ALTER TABLE chunks ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0")
+            if "ocr_confidence" not in have:
+                self.db.execute("ALTER TABLE chunks ADD COLUMN ocr_confidence REAL")
 
     # -------------------------------------------------------------- create / open
 
@@ -231,10 +243,12 @@ class Store:
                               indexed_at=r["indexed_at"], title=r["doc_title"], chunking=r["doc_chunking"])
 
     def replace_document(self, record: DocumentRecord, chunks: list[Chunk], content_hashes: list[str],
-                         vectors: dict[str, dict[str, np.ndarray]]) -> tuple[list[int], list[int]]:
+                         vectors: dict[str, dict[str, np.ndarray]],
+                         ocr_pages: dict[int, dict] | None = None) -> tuple[list[int], list[int]]:
         """Atomically replace ``record.doc``'s chunks; returns (removed row ids, added row ids).
 
-        ``vectors`` maps embedder spec → {content hash → vector} for hashes not stored yet.
+        ``vectors`` maps embedder spec → {content hash → vector} for hashes not stored yet;
+        ``ocr_pages``: page → ``{"confidence", "rotation", "words"}`` of its OCR'd pages (highlighting).
         """
         with self.db:
             removed = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc=?", (record.doc,))]
@@ -249,10 +263,16 @@ class Store:
             for i, (c, h) in enumerate(zip(chunks, content_hashes)):
                 cur = self.db.execute(
                     "INSERT INTO chunks(chunk_id, doc, ord, text, pages, page_label, heading_path, kinds,"
-                    " char_start, char_end, content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " char_start, char_end, content_hash, ocr, ocr_confidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (c.chunk_id, c.doc, i, c.text, json.dumps(c.pages), c.page_label,
-                     json.dumps(c.heading_path, ensure_ascii=False), json.dumps(c.kinds), c.char_start, c.char_end, h))
+                     json.dumps(c.heading_path, ensure_ascii=False), json.dumps(c.kinds), c.char_start, c.char_end, h,
+                     int(c.ocr), c.ocr_confidence))
                 added.append(cur.lastrowid)
+            self.db.execute("DELETE FROM ocr_pages WHERE doc=?", (record.doc,))
+            self.db.executemany(
+                "INSERT INTO ocr_pages(doc, page, confidence, rotation, words) VALUES (?,?,?,?,?)",
+                [(record.doc, n, o.get("confidence"), o.get("rotation", 0), json.dumps(o["words"], ensure_ascii=False))
+                 for n, o in (ocr_pages or {}).items()])
             self._put_vectors(vectors)
             self._bump()
         return removed, added
@@ -261,10 +281,24 @@ class Store:
         with self.db:
             removed = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc=?", (doc,))]
             self.db.execute("DELETE FROM chunks WHERE doc=?", (doc,))
+            if self._has_table("ocr_pages"):
+                self.db.execute("DELETE FROM ocr_pages WHERE doc=?", (doc,))
             n = self.db.execute("DELETE FROM documents WHERE doc=?", (doc,)).rowcount
             if n:
                 self._bump()
         return removed if n else []
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+    def ocr_page(self, doc: str, page: int) -> dict | None:
+        """``{"confidence", "rotation", "words": [[text, conf, x0, y0, x1, y1], ...]}`` (points, the page
+        as rendered) of an OCR'd page, ``None`` for pages read from their text layer."""
+        if not self._has_table("ocr_pages"):  # a collection from before OCR, opened readonly
+            return None
+        r = self.db.execute("SELECT confidence, rotation, words FROM ocr_pages WHERE doc=? AND page=?",
+                            (doc, page)).fetchone()
+        return {"confidence": r[0], "rotation": r[1], "words": json.loads(r[2])} if r else None
 
     # -------------------------------------------------------------- chunks and vectors
 
@@ -298,7 +332,8 @@ class Store:
         return Chunk(chunk_id=r["chunk_id"], doc=r["doc"], doc_hash=r["doc_hash"], text=r["text"],
                      pages=json.loads(r["pages"]), page_label=r["page_label"],
                      heading_path=json.loads(r["heading_path"]), kinds=json.loads(r["kinds"]),
-                     char_start=r["char_start"], char_end=r["char_end"], title=r["doc_title"])
+                     char_start=r["char_start"], char_end=r["char_end"], title=r["doc_title"],
+                     **({"ocr": bool(r["ocr"]), "ocr_confidence": r["ocr_confidence"]} if "ocr" in r.keys() else {}))
 
     def cached_vectors(self, embedder: str, hashes: list[str]) -> dict[str, np.ndarray]:
         q = "SELECT content_hash, vec FROM vectors WHERE embedder=? AND content_hash IN ({})"

@@ -72,6 +72,7 @@ class DocState:
     skipped: list = field(default_factory=list)
     bytes: int = 0
     job: str = ""  # the upload this state belongs to (a newer upload of the same name supersedes it)
+    ocr: str = "auto"  # which pages are OCR'd (pdfqa.pdf.ocr.OCR_MODES)
     updated: float = field(default_factory=time.time)
 
     def to_json(self) -> dict:
@@ -105,6 +106,9 @@ class _ProgressCollection(Collection):
         total = getattr(self, "_total", 0)
         if total:
             self._report("embed", 0.12 + 0.83 * min(1.0, self._done / total))
+
+    def _ocr_progress(self, doc: str, done: int, total: int, progress: bool) -> None:
+        self._report("ocr", 0.02 + 0.08 * done / max(1, total))
 
     def _report(self, stage: str, value: float) -> None:
         if self.on_progress:
@@ -313,16 +317,17 @@ class CourseManager:
         with course.reader() as col:
             return col.store.document(doc) is not None
 
-    def add_upload(self, course: Course, doc: str, tmp: Path, size: int) -> dict:
+    def add_upload(self, course: Course, doc: str, tmp: Path, size: int, ocr: str = "auto") -> dict:
         """Queue a checked upload (``tmp``, on the course's disk) for indexing under the name ``doc``;
-        a document of the same name in this course is replaced once the new one is indexed."""
+        a document of the same name in this course is replaced once the new one is indexed. ``ocr``:
+        which pages are OCR'd (``auto``, ``always``, ``never``)."""
         job = uuid.uuid4().hex
         (course.pending_dir / job).mkdir(parents=True)
         os.replace(tmp, course.pending_dir / job / doc)
-        return self._enqueue_index(course, doc, size, job)
+        return self._enqueue_index(course, doc, size, job, ocr)
 
-    def _enqueue_index(self, course: Course, doc: str, size: int, job: str) -> dict:
-        st = DocState(doc=doc, status="queued", bytes=size, job=job)
+    def _enqueue_index(self, course: Course, doc: str, size: int, job: str, ocr: str = "auto") -> dict:
+        st = DocState(doc=doc, status="queued", bytes=size, job=job, ocr=ocr)
         with self._lock:
             with course.lock:
                 course.states[doc] = st
@@ -407,7 +412,7 @@ class CourseManager:
 
         col.on_progress = progress
         try:
-            report = col.index([path], progress=False)
+            report = col.index([path], progress=False, ocr=st.ocr)
         finally:
             col.on_progress = None
         r = report.files[0] if report.files else None

@@ -174,8 +174,20 @@ def _page_text(tp) -> str:
     return "".join(chr(pdfium_c.FPDFText_GetUnicode(tp.raw, i) or 0xFFFD) for i in range(n))
 
 
-def job_render_page(path: str, page: int, scale: float, quote: str | None) -> dict:
-    """Render page ``page`` (1-based) to PNG, with ``quote`` highlighted where it is found.
+def _ocr_word_boxes(words: list[list], quote: str, scale: float) -> tuple[list[tuple[int, int, int, int]], float]:
+    """Pixel boxes of the OCR words (``[text, conf, x0, y0, x1, y1]`` in points) that spell ``quote``."""
+    text, owner = "", []
+    for i, w in enumerate(words):
+        text += w[0] + " "
+        owner += [i] * (len(w[0]) + 1)
+    idx, matched = find_spans(text, quote)
+    hit = sorted({owner[j] for j in idx})
+    return [tuple(int(round(v * scale)) for v in words[i][2:6]) for i in hit], matched
+
+
+def job_render_page(path: str, page: int, scale: float, quote: str | None, ocr_words: list | None = None) -> dict:
+    """Render page ``page`` (1-based) to PNG, with ``quote`` highlighted where it is found: in the text
+    layer, or, for a page read by OCR, in its ``ocr_words`` (``[text, conf, x0, y0, x1, y1]``, points).
 
     Returns ``{"png": bytes, "pages", "page", "page_label", "width", "height", "boxes": [[x0, y0, x1, y1]]
     (pixels, top-left origin), "matched": share of the quote found, "drawn": whether the boxes are drawn
@@ -198,7 +210,10 @@ def job_render_page(path: str, page: int, scale: float, quote: str | None) -> di
         width, height = bitmap.width, bitmap.height
         boxes: list[list[int]] = []
         matched = 0.0
-        if quote:
+        char_px: list[tuple[int, int, int, int]] = []
+        if quote and ocr_words:
+            char_px, matched = _ocr_word_boxes(ocr_words, quote, scale)
+        elif quote:
             tp = pg.get_textpage()
             idx, matched = find_spans(_page_text(tp), quote)
             dx, dy = ctypes.c_int(), ctypes.c_int()
@@ -207,16 +222,15 @@ def job_render_page(path: str, page: int, scale: float, quote: str | None) -> di
                 pdfium_c.FPDF_PageToDevice(pg.raw, 0, 0, width, height, 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
                 return dx.value, dy.value
 
-            char_px = []
             for i in sorted(set(idx)):  # boxes in device space: rotated pages read left to right there
                 left, bottom, right, top = tp.get_charbox(i)
                 corners = (to_px(left, bottom), to_px(right, top), to_px(left, top), to_px(right, bottom))
                 xs, ys = [c[0] for c in corners], [c[1] for c in corners]
                 char_px.append((min(xs), min(ys), max(xs), max(ys)))
-            pad = 2
-            for x0, y0, x1, y1 in _line_boxes(char_px):
-                boxes.append([max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)])
             tp.close()
+        pad = 2
+        for x0, y0, x1, y1 in _line_boxes(char_px):
+            boxes.append([max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)])
         png, drawn = _encode_png(bitmap, boxes)
         pg.close()
         return {"png": png, "pages": n, "page": page, "page_label": label, "width": width, "height": height,

@@ -11,7 +11,7 @@ The HTTP API (its OpenAPI schema is at ``/openapi.json``, browsable at ``/docs``
 - ``GET /api/courses/{id}/documents``:
   ``[{"doc", "status", "progress", "stage", "pages", "chunks", "skipped", "error", "bytes"}]``,
   status ``queued`` | ``indexing`` | ``ready`` | ``failed`` | ``removing``
-- ``POST /api/courses/{id}/documents`` (multipart field ``file``) → 202 ``{"doc", "status", "pages", "bytes",
+- ``POST /api/courses/{id}/documents`` (multipart field ``file``, optional ``ocr``: auto|always|never) → 202 ``{"doc", "status", "pages", "bytes",
   "renamed"}`` (write)
 - ``DELETE /api/courses/{id}/documents/{doc}`` → ``{"doc", "status": "removed"}`` (202 ``"removing"`` while
   the indexer is busy) (write)
@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
+from ..pdf.ocr import OCR_MODES
 from .courses import CourseError, CourseManager, answer_stream
 from .pdftools import PdfJobError, PdfWorkers, job_check_pdf, job_render_page, safe_filename, write_upload
 
@@ -207,7 +208,7 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
     longer than ``answer_timeout`` seconds is abandoned with a 504 and a message. ``store`` (a
     ``milvus:`` location) keeps new courses' collections in Milvus.
     """
-    from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+    from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
     from fastapi.staticfiles import StaticFiles
@@ -382,8 +383,12 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
         return manager.documents(manager.get(cid))
 
     @app.post("/api/courses/{cid}/documents", status_code=202, dependencies=[Depends(admin)])
-    def upload(cid: str, file: UploadFile = File(..., description="A PDF (checked by content).")) -> dict:
+    def upload(cid: str, file: UploadFile = File(..., description="A PDF (checked by content)."),
+               ocr: str = Form("auto", description="OCR pages: auto (those without a usable text layer), always, "
+                               "never.")) -> dict:
         course = manager.get(cid)
+        if ocr not in OCR_MODES:
+            raise ApiError(422, f"ocr must be one of {', '.join(OCR_MODES)}, not {ocr[:40]!r}", "bad_ocr")
         original = file.filename or ""
         shown = original[-120:] or "the upload"
         doc = safe_filename(original)
@@ -400,7 +405,7 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
             except PdfJobError as e:
                 code = {415: "not_pdf"}.get(e.status, "too_many_pages" if "too many pages" in str(e) else "unreadable")
                 raise ApiError(e.status, f"{shown}: {e}", code) from None
-            st = manager.add_upload(course, doc, tmp, size)
+            st = manager.add_upload(course, doc, tmp, size, ocr)
         finally:
             tmp.unlink(missing_ok=True)
         return {"doc": doc, "status": st["status"], "pages": info["pages"], "bytes": size, "renamed": doc != original}
@@ -526,8 +531,13 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
             if key in renders:
                 renders.move_to_end(key)
                 return renders[key]
+        words = None
+        if quote:  # an OCR'd page has no text layer to find the quote in: its OCR word boxes do
+            with course.reader() as col:
+                found = col.store.ocr_page(doc, page) if hasattr(col.store, "ocr_page") else None
+            words = found["words"] if found else None
         try:
-            out = pdf.call(job_render_page, str(path), page, scale, quote or None)
+            out = pdf.call(job_render_page, str(path), page, scale, quote or None, words)
         except PdfJobError as e:
             raise ApiError(e.status, f"{doc}: {e}", "no_page" if e.status == 404 else "render_failed") from None
         with renders_lock:

@@ -4,8 +4,10 @@ A broken ToUnicode map turns Japanese slides into letters from half a dozen unre
 (``۝भେֶେֶӃܳज़ֶ``); real text uses one or two script families. Image-only pages have no text.
 
 >>> assess_page_text("")
-'no text layer (image-only page; OCR is not enabled)'
+'no text layer (image-only page)'
 >>> assess_page_text("梅雨は東アジアの広範囲で見られる雨季の一種である。") is None
+True
+>>> assess_page_text("データ・アーキテクト ユーザー サーバー Data Architect (AR) データ人材モデル") is None
 True
 >>> assess_page_text("۝भେֶେֶӃܳज़ֶ޻෎ തظޙ࢜՝ఔ দӜ஌໵ α΢ϯυɾσβΠϯ෱ԬঁֶӃେֶ").startswith("garbled")
 True
@@ -18,6 +20,9 @@ from collections import Counter
 #: script families that legitimately appear together (Japanese mixes three scripts)
 _FAMILY = {
     "CJK": "cjk", "HIRAGANA": "cjk", "KATAKANA": "cjk", "HALFWIDTH": "cjk", "FULLWIDTH": "latin",
+    # ー (KATAKANA-HIRAGANA PROLONGED SOUND MARK) is in most katakana words (データ, サーバー): counted as a
+    # script of its own it made a contents page of データ... lines look like three unrelated scripts
+    "KATAKANA-HIRAGANA": "cjk",
     "IDEOGRAPHIC": "cjk", "HANGUL": "hangul", "LATIN": "latin", "CYRILLIC": "cyrillic",
     "GREEK": "greek", "ARABIC": "arabic", "HEBREW": "hebrew", "THAI": "thai",
 }
@@ -46,7 +51,7 @@ def assess_page_text(text: str) -> str | None:
     """``None`` when the text is usable, else the reason it is not (one short phrase)."""
     stripped = "".join(text.split())
     if not stripped:
-        return "no text layer (image-only page; OCR is not enabled)"
+        return "no text layer (image-only page)"
     if stripped.count("\ufffd") > max(3, len(stripped) // 20):
         return "garbled text layer (undecodable characters)"
     prof = script_profile(text)

@@ -1,8 +1,12 @@
 """Read a PDF into pages of visual lines with layout facts, page labels and the outline.
 
-Two backends: ``pdfium`` (pypdfium2; the default: ~20× faster than pypdf here, reads files pypdf
-rejects, decodes fonts whose ToUnicode maps are broken, and gives font sizes for structure) and
-``pypdf`` (pure Python; text only, no layout). See ``benchmarks/README.md`` for the measurement.
+Backends (``READERS``): ``pdfium`` (pypdfium2; the default: ~20× faster than pypdf here, reads files
+pypdf rejects, decodes fonts whose ToUnicode maps are broken, and gives font sizes for structure),
+``pypdf`` (pure Python; text only, no layout), and readers that find tables themselves, each behind
+an extra (:data:`READER_EXTRAS`): ``pdfplumber`` (its text lines and ``find_tables``), ``camelot``
+(pdfium's lines and camelot's lattice/stream tables) and ``unstructured`` (``partition_pdf``'s fast
+strategy). Tables they find reach the chunker as :attr:`~pdfqa.documents.Page.tables`. See
+``benchmarks/README.md`` ("Readers and table extractors") for the measurements.
 
 >>> from pdfqa.pdf import read_pdf
 >>> content = read_pdf("examples/elte_nlp_3-tokenization.pdf")      # doctest: +SKIP
@@ -13,15 +17,23 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib
 import re
 from pathlib import Path
 
 from ..documents import Line, Page, PdfContent
-from ..errors import PdfReadError, UnknownComponentError
+from ..errors import PdfqaError, PdfReadError, UnknownComponentError
+from .ocr import OcrSettings, ocr_pages
 from .quality import assess_page_text
 
-READERS = ("pdfium", "pypdf")
+READERS = ("pdfium", "pypdf", "pdfplumber", "camelot", "unstructured")
 DEFAULT_READER = "pdfium"
+#: readers that need an optional install: reader → (the extra, the modules it imports)
+READER_EXTRAS = {
+    "pdfplumber": ("pdfplumber", ("pdfplumber",)),
+    "camelot": ("camelot", ("camelot",)),
+    "unstructured": ("unstructured", ("unstructured.partition.pdf",)),
+}
 #: refuse files beyond these by default (a clear error instead of hours of work or memory blow-up)
 MAX_BYTES = 512 * 1024 * 1024
 MAX_PAGES = 10_000
@@ -96,19 +108,21 @@ def metadata_title(title: str | None) -> str | None:
 
 
 def read_pdf(path: str | Path, *, reader: str = DEFAULT_READER, max_pages: int = MAX_PAGES,
-             max_bytes: int = MAX_BYTES, password: str | None = None) -> PdfContent:
+             max_bytes: int = MAX_BYTES, password: str | None = None,
+             ocr: "str | OcrSettings | None" = "auto") -> PdfContent:
     """Read ``path`` into a :class:`~pdfqa.documents.PdfContent`.
 
     Every page is kept (1-based ``number``, printed ``label``); pages whose text is missing or
-    garbled carry a ``skip_reason``. Raises :class:`~pdfqa.errors.PdfReadError` with a one-line
-    cause for files that cannot be read (password, corrupt, truncated, empty, not a PDF, too big).
+    garbled carry a ``skip_reason``, unless OCR reads them (``ocr``: ``auto`` — those pages, when the
+    OCR packages are installed —, ``always``, ``never``, or :class:`~pdfqa.pdf.ocr.OcrSettings`; OCR'd
+    pages have ``ocr=True`` and an ``ocr_confidence``). Raises :class:`~pdfqa.errors.PdfReadError`
+    with a one-line cause for files that cannot be read (password, corrupt, truncated, empty, not a
+    PDF, too big).
     """
     path = Path(path)
-    if reader not in READERS:
-        raise UnknownComponentError("reader", reader, list(READERS))
+    fn = require_reader(reader)
     check_pdf_file(path, max_bytes)
     doc_hash = file_sha256(path)
-    fn = _read_pdfium if reader == "pdfium" else _read_pypdf
     try:
         pages, outline, title = fn(path, max_pages, password)
     except PdfReadError:
@@ -118,8 +132,36 @@ def read_pdf(path: str | Path, *, reader: str = DEFAULT_READER, max_pages: int =
     for page in pages:
         if page.skip_reason is None:
             page.skip_reason = assess_page_text(page.text)
+    settings = ocr if isinstance(ocr, OcrSettings) else OcrSettings(mode=ocr or "never")
+    if settings.mode != "never":
+        ocr_pages(path, pages, settings, password=password)
     return PdfContent(path=str(path), doc=path.name, doc_hash=doc_hash, pages=pages, outline=outline, reader=reader,
                       metadata_title=title)
+
+
+def require_reader(reader: str):
+    """The read function of ``reader``; raises one line when the name is unknown (listing the known
+    ones) or its extra is not installed (naming it), before any file is touched.
+
+    >>> require_reader("pdfium").__name__
+    '_read_pdfium'
+    """
+    if reader not in READERS:
+        raise UnknownComponentError("reader", reader, list(READERS))
+    if reader == "pdfium":
+        return _read_pdfium
+    if reader == "pypdf":
+        return _read_pypdf
+    extra, modules = READER_EXTRAS[reader]
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    except ImportError as e:
+        raise PdfqaError(f"the {reader} reader needs its extra: pip install 'pdfqa[{extra}]' "
+                         f"({type(e).__name__}: {e})") from e
+    module = importlib.import_module(f".{reader}_reader", __package__)
+    module.check_ready()
+    return module.read
 
 
 # ---------------------------------------------------------------- pdfium
@@ -152,16 +194,7 @@ def _read_pdfium(path: Path, max_pages: int, password: str | None):
     try:
         n = len(pdf)
         _page_count(path, n, max_pages)
-        outline = []
-        try:
-            for bm in pdf.get_toc(max_depth=6):
-                dest = bm.get_dest()
-                idx = dest.get_index() if dest is not None else None
-                title = (bm.get_title() or "").strip()
-                if idx is not None and title:
-                    outline.append((bm.level + 1, title, idx + 1))
-        except Exception:  # a broken outline must not cost the text
-            outline = []
+        outline = _pdfium_outline(pdf)
         pages = []
         for i in range(n):
             label = pdf.get_page_label(i) or None
@@ -171,6 +204,41 @@ def _read_pdfium(path: Path, max_pages: int, password: str | None):
             finally:
                 page.close()
         return pages, outline, metadata_title(_pdfium_title(pdf))
+    finally:
+        pdf.close()
+
+
+def _pdfium_outline(pdf) -> list[tuple[int, str, int]]:
+    outline = []
+    try:
+        for bm in pdf.get_toc(max_depth=6):
+            dest = bm.get_dest()
+            idx = dest.get_index() if dest is not None else None
+            title = (bm.get_title() or "").strip()
+            if idx is not None and title:
+                outline.append((bm.level + 1, title, idx + 1))
+    except Exception:  # a broken outline must not cost the text
+        outline = []
+    return outline
+
+
+def pdfium_skeleton(path: Path, max_pages: int, password: str | None):
+    """What every reader takes from pdfium whatever reads its text: one empty :class:`Page` per page
+    (number, label, visual size), the outline and the metadata title; for readers built on other
+    parsers (see :mod:`pdfqa.pdf.pdfplumber_reader`)."""
+    pdf = _pdfium_open(path, password)
+    try:
+        n = len(pdf)
+        _page_count(path, n, max_pages)
+        pages = []
+        for i in range(n):
+            page = pdf[i]
+            try:
+                w, h = page.get_size()
+                pages.append(Page(number=i + 1, label=pdf.get_page_label(i) or None, width=w, height=h))
+            finally:
+                page.close()
+        return pages, _pdfium_outline(pdf), metadata_title(_pdfium_title(pdf))
     finally:
         pdf.close()
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 Tokenizer = Callable[[str], list[str]]
 TOKENIZERS = ("default", "mecab", "sudachi", "bigram", "english", "whitespace")
 #: bump when tokenization changes: cached tokens in collections are keyed by name and this version
-TOKENIZER_VERSION = 2
+TOKENIZER_VERSION = 3  # 3: fiscal periods split ("FY2018" -> "fy", "2018")
 
 
 def cache_key(name: str) -> str:
@@ -65,8 +65,25 @@ def _stemmer():
         return None
 
 
+#: a period glued to its year ("FY2018", "Q3", "H1'22" aside): documents write the year on its own
+_PERIOD = re.compile(r"^(fy|cy|q[1-4]|h[12])(\d{2,4})$")
+
+
+def _split_periods(words: list[str]) -> list[str]:
+    out = []
+    for w in words:
+        m = _PERIOD.match(w)
+        out.extend(m.groups() if m else (w,))
+    return out
+
+
 def english_tokens(text: str, *, stem: bool = True, stopwords: bool = True) -> list[str]:
-    words = [w.lower() for w in _WORD.findall(text)]
+    """Lower-cased words, stop-words removed, stemmed; a fiscal period glued to its year is split.
+
+    >>> english_tokens("FY2018 capital expenditures")
+    ['fy', '2018', 'capit', 'expenditur']
+    """
+    words = _split_periods([w.lower() for w in _WORD.findall(text)])
     if stopwords:
         sw = _english_stopwords()
         words = [w for w in words if w not in sw]

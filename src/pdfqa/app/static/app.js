@@ -34,6 +34,11 @@ const STRINGS = {
     stage_read: "reading",
     stage_chunk: "splitting into passages",
     stage_embed: "embedding",
+    stage_ocr: "reading scanned pages (OCR)",
+    ocrMode: "Scanned pages (OCR)",
+    ocr_auto: "where there is no text",
+    ocr_always: "every page",
+    ocr_never: "never",
     pages: "{n} pages",
     chunks: "{n} passages",
     skipped: "{n} pages skipped",
@@ -45,6 +50,7 @@ const STRINGS = {
     printedLabel: " (printed page {label})",
     sources: "Sources",
     inferred: "attributed",
+    ocrCited: "read by OCR",
     followUp: "searched as: {q}",
     answerFoot: "{generator} · {retriever} · {seconds} s",
     needCourse: "Create or choose a course first.",
@@ -89,6 +95,11 @@ const STRINGS = {
     stage_read: "読み込み中",
     stage_chunk: "分割中",
     stage_embed: "ベクトル化中",
+    stage_ocr: "スキャンページを文字認識中 (OCR)",
+    ocrMode: "スキャンページ (OCR)",
+    ocr_auto: "テキストのないページ",
+    ocr_always: "すべてのページ",
+    ocr_never: "しない",
     pages: "{n}ページ",
     chunks: "{n}ブロック",
     skipped: "{n}ページを除外",
@@ -100,6 +111,7 @@ const STRINGS = {
     printedLabel: "（印刷上のページ番号: {label}）",
     sources: "出典",
     inferred: "推定",
+    ocrCited: "OCR で読み取り",
     followUp: "検索した質問: {q}",
     answerFoot: "{generator} · {retriever} · {seconds} 秒",
     needCourse: "先に授業を作成するか選択してください。",
@@ -391,6 +403,7 @@ async function uploadFiles(files) {
     try {
       const body = new FormData();
       body.append("file", file, file.name);
+      body.append("ocr", $("ocr-mode").value);
       await api(`/api/courses/${encodeURIComponent(courseId)}/documents`, { method: "POST", write: true, body });
     } catch (err) {
       showError(t("err_upload", { name: file.name }), err);
@@ -545,6 +558,7 @@ function renderAnswer(bubble, a) {
         el("span", { class: "n", text: `[${c.marker}]` }),
         el("span", { class: "where", text: citationWhere(c) }),
         c.inferred ? el("span", { class: "muted", text: ` (${t("inferred")})` }) : null,
+        c.ocr ? el("span", { class: "muted", text: ` (${t("ocrCited")})` }) : null,
         el("span", { class: "quote", text: c.quote }))))));
   }
   const seconds = a.timings && a.timings.total !== undefined ? a.timings.total.toFixed(1) : "?";
