@@ -88,6 +88,22 @@ def test_errors_print_user_text_verbatim(bracketed, tmp_path):
     assert p.returncode == 2 and "'boost[2]'" in p.stderr, p.stderr
 
 
+def test_ask_loads_only_what_the_answer_needs(bracketed, tmp_path):
+    """A question on a warm collection: no LangChain (its retriever classes cost ~1 s to import), no
+    torch/transformers for the extractive answer, no numba (bm25s would import it), and not the
+    tokenizers model of e5's 250,000 pieces (~0.8 s, ~0.3 GB) for a question and a few sentences."""
+    col, _ = bracketed
+    out = tmp_path / "modules.txt"
+    pre = ("import atexit, sys\n"
+           f"atexit.register(lambda: open({str(out)!r}, 'w').write(' '.join(sorted({{m.split('.')[0] for m, v in "
+           "sys.modules.items() if v is not None}))))")
+    p = run("ask", "ゼロトラストの概念はだれが提唱しましたか？", "-c", col, "-g", "extractive", pre=pre)
+    assert p.returncode == 0 and "notes[final].pdf" in p.stdout, p.stdout + p.stderr
+    loaded = set(out.read_text().split())
+    assert "pdfqa" in loaded and "onnxruntime" in loaded  # e5-small's engine did run
+    assert not loaded & {"langchain_core", "langsmith", "torch", "transformers", "numba", "tokenizers"}, loaded
+
+
 @pytest.mark.slow
 def test_stderr_is_clean_with_a_local_llm_unless_verbose(bracketed, tmp_path):
     """SmolLM2 through torch and transformers: their notices, the de-quantising and "Loading weights"

@@ -862,8 +862,9 @@ class Collection:
             self._save_indexes()
 
     def as_retriever(self, k: int = 5, retriever: str | None = None, embedder: str | None = None):
-        """This collection as a LangChain ``BaseRetriever`` (see :mod:`pdfqa.retrieval`)."""
-        from .retrieval import CollectionRetriever
+        """This collection as a LangChain ``BaseRetriever`` (see :mod:`pdfqa.langchain_retriever`); ``k`` can
+        also be given per call: ``retriever.invoke(query, k=1)``."""
+        from .langchain_retriever import CollectionRetriever
 
         return CollectionRetriever(collection=self, k=k, retriever=retriever, embedder=embedder)
 
