@@ -447,6 +447,12 @@ def serve(
                                          "with a message (a slow or stuck generator)."),
     store: Optional[str] = typer.Option(None, "--store", help="Keep new courses' collections in Milvus: "
                                         "milvus:PATH.db or milvus://HOST:PORT/PREFIX (PDFs stay in the course folder)."),
+    ask_workers: int = typer.Option(16, "--ask-workers", help="Questions answered at once (threads; most wait for "
+                                    "a streaming generator)."),
+    cpu_slots: Optional[int] = typer.Option(None, "--cpu-slots", help="Of those, how many do CPU work (retrieval, "
+                                            "the extractive answer) at a time; default: one per core."),
+    max_pending_asks: int = typer.Option(64, "--max-pending-asks", help="Questions admitted at most (answered or "
+                                         "waiting); beyond, 503 with Retry-After instead of an ever longer wait."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also log every request and third-party warnings."),
 ) -> None:
     """Run the course-material assistant: a web page where teachers load lecture PDFs into courses and
@@ -461,7 +467,8 @@ def serve(
         run_app(collection, host=host, port=port, admin_token=admin_token or None, generator=generator,
                 generators=specs(generators), retrievers=specs(retrievers), max_upload_mb=max_upload_mb,
                 max_pages=max_pages, answer_timeout=answer_timeout, store=store,
-                log_level="info" if quiet.is_verbose() else "warning")
+                ask_workers=ask_workers, cpu_slots=cpu_slots,
+                max_pending_asks=max_pending_asks, log_level="info" if quiet.is_verbose() else "warning")
     except ImportError as e:
         _fail(PdfqaError(f"the web app needs its extra: pip install 'pdfqa[app]' ({e})"))
     except (PdfqaError, ValueError) as e:

@@ -50,16 +50,17 @@ def _is_pdfqa(record: logging.LogRecord) -> bool:
 
 
 class _Handler(logging.StreamHandler):
-    """stderr for pdfqa's own records at ``pdfqa_level`` and up, everyone else's at ``others_level``
-    and up (whatever level a library sets on its own logger: bm25s logs DEBUG records, for one).
-    pdfqa's read ``pdfqa: message``; the rest ``name: level: message``."""
+    """stderr for pdfqa's own records (their loggers' levels decide: ``pdfqa`` WARNING, INFO when
+    verbose) and everyone else's at ``others_level`` and up (whatever level a library sets on its own
+    logger: bm25s logs DEBUG records, for one). pdfqa's read ``pdfqa: message``; the rest
+    ``name: level: message``."""
 
     def __init__(self):
         super().__init__(sys.stderr)
-        self.pdfqa_level, self.others_level = logging.WARNING, logging.ERROR
+        self.others_level = logging.ERROR
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= (self.pdfqa_level if _is_pdfqa(record) else self.others_level)
+        return _is_pdfqa(record) or record.levelno >= self.others_level
 
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
@@ -85,7 +86,6 @@ def configure(verbose: bool = False) -> None:
     if handler is None:
         handler = _Handler()
         root.addHandler(handler)
-    handler.pdfqa_level = logging.INFO if verbose else logging.WARNING
     handler.others_level = logging.WARNING if verbose else logging.ERROR
     logging.getLogger("pdfqa").setLevel(logging.INFO if verbose else logging.WARNING)
     for name in NOISY_LOGGERS:

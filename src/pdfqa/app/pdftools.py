@@ -357,6 +357,7 @@ class _Helper:
             self.proc.wait(timeout=5)
         except Exception:
             pass
+        self._close_pipes()
 
     def close(self) -> None:
         try:
@@ -364,6 +365,14 @@ class _Helper:
             self.proc.wait(timeout=5)
         except Exception:
             self.kill()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - already closed or broken: nothing left to release
+                pass
 
 
 def os_read(fd: int, n: int) -> bytes:
