@@ -194,7 +194,7 @@ async def run_level(url: str, clients: int, seconds: float, generator: str, seed
     rec: dict = {"ok": [], "ok_at": [], "refused": 0, "lost": 0, "wrong": 0, "sse_first": [], "errors": {}, "probe": {},
                  "upload": None, "done_in_window": 0}
     limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
-    timeout = httpx.Timeout(600.0, connect=60.0)
+    timeout = httpx.Timeout(120.0, connect=60.0)  # a student who waited 2 minutes is lost
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as http:
         page = f"/api/courses/nlp/pages/{COURSES['nlp'][1][0].name}/2.png?scale=1.0"
         await http.get(page)  # rendered once: the probes then time the cached image
@@ -218,12 +218,7 @@ async def run_level(url: str, clients: int, seconds: float, generator: str, seed
                         answer = None
                         async with http.stream("POST", f"/api/courses/{cid}/ask", json=body,
                                                headers={"Accept": "text/event-stream"}) as resp:
-                            if resp.status_code in (429, 503):
-                                await backoff(resp)
-                                continue
-                            if resp.status_code != 200:
-                                rec["lost"] += 1
-                                note_error(f"http {resp.status_code}")
+                            if not await accepted(resp):
                                 continue
                             event = None
                             async for line in resp.aiter_lines():
@@ -241,12 +236,7 @@ async def run_level(url: str, clients: int, seconds: float, generator: str, seed
                         rec["sse_first"].append(first)
                     else:
                         resp = await http.post(f"/api/courses/{cid}/ask", json=body)
-                        if resp.status_code in (429, 503):
-                            await backoff(resp)
-                            continue
-                        if resp.status_code != 200:
-                            rec["lost"] += 1
-                            note_error(f"http {resp.status_code}")
+                        if not await accepted(resp):
                             continue
                         answer = resp.json()
                 except httpx.HTTPError as e:
@@ -261,6 +251,17 @@ async def run_level(url: str, clients: int, seconds: float, generator: str, seed
                 rec["ok_at"].append(t - t0)
                 if time.monotonic() <= end:
                     rec["done_in_window"] += 1
+
+        async def accepted(resp) -> bool:
+            """True for a 200; a refusal waits its Retry-After, any other status counts as lost."""
+            if resp.status_code in (429, 503):
+                await backoff(resp)
+                return False
+            if resp.status_code != 200:
+                rec["lost"] += 1
+                note_error(f"http {resp.status_code}")
+                return False
+            return True
 
         async def backoff(resp) -> None:
             ra = resp.headers.get("retry-after")
@@ -290,8 +291,12 @@ async def run_level(url: str, clients: int, seconds: float, generator: str, seed
                 return
             await asyncio.sleep(min(3.0, seconds / 4))
             t = time.monotonic()
-            resp = await http.post("/api/courses/uploads/documents", headers={"Authorization": f"Bearer {TOKEN}"},
-                                   files={"file": (UPLOAD.name, UPLOAD.read_bytes(), "application/pdf")})
+            try:
+                resp = await http.post("/api/courses/uploads/documents", headers={"Authorization": f"Bearer {TOKEN}"},
+                                       files={"file": (UPLOAD.name, UPLOAD.read_bytes(), "application/pdf")})
+            except httpx.HTTPError as e:  # e.g. no answer within the 2-minute timeout
+                note_error(f"upload {type(e).__name__}")
+                return
             rec["upload"] = time.monotonic() - t if resp.status_code == 202 else None
             if resp.status_code != 202:
                 note_error(f"upload http {resp.status_code}")

@@ -274,6 +274,22 @@ def _adhoc_collection(files: list[Path], quiet: bool):
     return col
 
 
+def _load_model(gen, question: str) -> None:
+    """Load the generator's model before answering, saying so (on a terminal; the line goes away when
+    done), unless the answer will not need it (extractive, or a language it hands to the extractive answerer)."""
+    from .text import detect_language
+
+    if getattr(gen, "extractive", False):
+        return
+    if getattr(gen, "fallback", None) and not gen.supports(detect_language(question)):
+        return
+    if err.is_terminal:
+        with err.status(f"loading {gen.spec} (once per process)…", spinner="dots"):
+            gen.warm_up()
+    else:
+        gen.warm_up()
+
+
 def _print_citations(ans) -> None:
     for c in ans.citations:
         pages = f"pages {c.pages[0]}-{c.pages[-1]}" if len(c.pages) > 1 else f"page {c.page}"
@@ -307,6 +323,7 @@ def ask(
     try:
         col = Collection.open(collection, readonly=True, base_url=base_url) if collection else _adhoc_collection(files, quiet or as_json)
         qa = PDFQA(col, generator=generator, retriever=retriever, k=k)
+        _load_model(qa.generator, question)
         ans = None
         for item in qa.stream(question):
             if isinstance(item, Answer):
