@@ -210,13 +210,15 @@ def info(collection: str = CollectionOpt,
 @app.command()
 def chunks(
     doc: str = typer.Argument(..., help="Document name (file name) as shown by `pdfqa info`."),
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     page: Optional[int] = typer.Option(None, "--page", "-p", help="Only the chunks on this page (1-based)."),
     as_json: bool = typer.Option(False, "--json", help="Print the chunks as JSON."),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Show what was indexed for DOC: each chunk's pages, kinds, context (title > headings) and text."""
     from .collection import Collection
 
+    _verbose(verbose)
     try:
         with Collection.open(collection, readonly=True) as col:
             found = col.chunks(doc, page)
@@ -228,14 +230,14 @@ def chunks(
         _dump({"doc": doc, "page": page, "chunks": rows})
         return
     if not rows:
-        out.print(f"no chunks on page {page} of {doc} (skipped, blank, or furniture only)", markup=False, highlight=False)
+        _say(f"no chunks on page {page} of {doc} (skipped, blank, or furniture only)")
     for r in rows:
         pages = f"pages {r['pages'][0]}-{r['pages'][-1]}" if len(r["pages"]) > 1 else f"page {r['page']}"
-        out.print(f"── {r['chunk_id']} · {pages} · {', '.join(r['kinds'])}", markup=False, highlight=False)
+        _say(f"── {r['chunk_id']} · {pages} · {', '.join(r['kinds'])}")
         if r["context"]:
-            out.print(f"   {r['context']}", style="dim", markup=False, highlight=False)
-        out.print(r["text"], markup=False, highlight=False)
-        out.print()
+            _say((f"   {r['context']}", "dim"))
+        _say(r["text"])
+        _say()
 
 
 @app.command()
@@ -274,14 +276,10 @@ def _adhoc_collection(files: list[Path], quiet: bool):
     return col
 
 
-def _load_model(gen, question: str) -> None:
-    """Load the generator's model before answering, saying so (on a terminal; the line goes away when
-    done), unless the answer will not need it (extractive, or a language it hands to the extractive answerer)."""
-    from .text import detect_language
-
+def _load_model(gen) -> None:
+    """Load the generator's model before answering, saying so once (on a terminal; the line goes away
+    when done). The extractive answerers (``default``, ``extractive``) load nothing."""
     if getattr(gen, "extractive", False):
-        return
-    if getattr(gen, "fallback", None) and not gen.supports(detect_language(question)):
         return
     if err.is_terminal:
         with err.status(f"loading {gen.spec} (once per process)…", spinner="dots"):
@@ -323,7 +321,7 @@ def ask(
     try:
         col = Collection.open(collection, readonly=True, base_url=base_url) if collection else _adhoc_collection(files, quiet or as_json)
         qa = PDFQA(col, generator=generator, retriever=retriever, k=k)
-        _load_model(qa.generator, question)
+        _load_model(qa.generator)
         ans = None
         for item in qa.stream(question):
             if isinstance(item, Answer):
