@@ -49,6 +49,10 @@ def test_search_info_ask_remove_keep_brackets(bracketed, tmp_path):
     assert p.returncode == 0 and p.stdout.startswith("1. notes[final].pdf page "), p.stdout + p.stderr
     p = run("info", "-c", col)
     assert p.returncode == 0 and "notes[final].pdf" in p.stdout and "col[1]" in p.stdout, p.stdout
+    p = run("chunks", "notes[final].pdf", "-c", col, "-p", 7)
+    assert p.returncode == 0 and "ゼロトラスト" in p.stdout and p.stderr == "", p.stdout + p.stderr
+    p = run("chunks", "notes[final].pdf", "-c", col, "-p", 99)
+    assert p.returncode == 0 and p.stdout.startswith("no chunks on page 99 of notes[final].pdf"), p.stdout + p.stderr
     p = run("ask", "ゼロトラストの概念はだれが提唱しましたか？", "-c", col, "-g", "extractive")
     assert p.returncode == 0, p.stderr
     assert "] notes[final].pdf, page " in p.stdout, p.stdout
