@@ -90,6 +90,11 @@ def test_full_queue_refuses_with_retry_after_and_the_rest_of_the_api_answers(cro
     up = client.post(f"/api/courses/{cid}/documents",
                      files={"file": (JA_PAPER.name, JA_PAPER.read_bytes(), "application/pdf")})
     assert up.status_code == 202, up.text
+    # the second answering thread reaches the generator once it has had the CPU slot for its retrieval:
+    # on a busy machine that may come after the requests above
+    deadline = time.monotonic() + 60
+    while gate.started < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert gate.started == 2  # the third admitted question waits for a thread
     gate.gate.set()
     answers = [f.result(timeout=120) for f in futures]

@@ -1,10 +1,9 @@
 """Passage vectors memoised per embedder, process-wide, in a bounded LRU.
 
-The extractive answerer embeds every sentence of the retrieved chunks, on every question: ~90% of an
-extractive answer's CPU time (measured in the course assistant: ~0.25 s of 0.26 s per question on two
-cores, see benchmarks/README.md). The same chunks come back question after question (a course has a few
-thousand sentences), and a sentence's vector depends on nothing but its text and the model, so a
-process that answers many questions (the web app, an evaluation) embeds each sentence once.
+The extractive answerer embeds every sentence of the retrieved chunks, on every question: most of an
+extractive answer's time (see benchmarks/README.md, "Where an extractive answer's time goes"). The same
+chunks come back question after question (a course has a few thousand sentences), so a process that
+answers many questions (the web app, an evaluation) embeds each sentence once.
 
 >>> from pdfqa.embeddings import get_embedder
 >>> e = get_embedder("e5-small")
@@ -12,9 +11,12 @@ process that answers many questions (the web app, an evaluation) embeds each sen
 >>> v.shape                                                                                     # doctest: +SKIP
 (2, 384)
 
-Vectors are exactly what ``embedder.embed_passages`` returns for the texts (computed by it, in one
-batch per call for the texts not cached yet). Entries are keyed by the embedder object (one per spec
-and process, see :func:`pdfqa.embeddings.get_embedder`) and the text.
+Each text is embedded on its own (``embedder.embed_passages([text])``): e5-small's int8 engine
+quantises activations per batch, so a text's vector moves slightly with the texts batched beside it
+(cosine 0.997-0.999 against the text embedded alone, measured). Embedded alone, a sentence always gets
+the same vector, and an answer does not depend on which questions the process answered before. Entries
+are keyed by the embedder object (one per spec and process, see :func:`pdfqa.embeddings.get_embedder`)
+and the text.
 """
 from __future__ import annotations
 
@@ -76,8 +78,8 @@ def passage_cache(embedder) -> PassageCache:
 
 
 def cached_passages(embedder, texts: list[str]) -> np.ndarray:
-    """``embedder.embed_passages(texts)``, each text embedded once per process (while it stays among
-    the :data:`MAX_ENTRIES` most recently used)."""
+    """The vectors of ``texts``, each ``embedder.embed_passages([text])[0]``, embedded once per process
+    (while it stays among the :data:`MAX_ENTRIES` most recently used)."""
     texts = list(texts)
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
@@ -85,7 +87,8 @@ def cached_passages(embedder, texts: list[str]) -> np.ndarray:
     got = cache.lookup(texts)
     missing = list(dict.fromkeys(t for t, v in zip(texts, got) if v is None))
     if missing:
-        vecs = np.asarray(embedder.embed_passages(missing), dtype=np.float32)
+        # one text per call: its vector then depends on nothing but the text (see the module docstring)
+        vecs = np.stack([np.asarray(embedder.embed_passages([t]), dtype=np.float32)[0] for t in missing])
         cache.store(missing, vecs)
         new = dict(zip(missing, vecs))
         got = [v if v is not None else new[t] for t, v in zip(texts, got)]
