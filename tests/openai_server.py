@@ -31,6 +31,7 @@ Failure injection (keyword options of :func:`serve`, also settable later as attr
                    (default 429, ``rate_limit_exceeded``), sending ``retry-after-ms: retry_after_ms``
                    so the SDK's retries stay fast.
 ``delay``          sleep this many seconds before answering (to trigger client timeouts).
+``stream_delay``   sleep this many seconds before each streamed piece of a reply (a slow model).
 
 Every request is recorded in ``srv.requests`` as a :class:`Recorded` (method, path, headers with
 lower-cased names and the ``authorization`` value replaced by ``"<redacted>"``, the JSON body, and the
@@ -136,6 +137,7 @@ class FakeOpenAI:
     fail_status: int = 429
     retry_after_ms: int = 10
     delay: float = 0.0
+    stream_delay: float = 0.0
     dim: int = 64
     model: str = "fake-chat"
     responder: Responder = echo_last_user
@@ -274,6 +276,8 @@ def _make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
             chunk({"role": "assistant", "content": ""})
             for piece in split_reply(reply):
+                if state.stream_delay:
+                    time.sleep(state.stream_delay)
                 chunk({"content": piece})
             chunk({}, "stop")
             if (body.get("stream_options") or {}).get("include_usage"):
@@ -300,8 +304,8 @@ def _make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 def serve(**options: Any) -> Iterator[FakeOpenAI]:
     """Run the fake OpenAI server for the ``with`` block; yields a :class:`FakeOpenAI` handle.
 
-    Options: ``api_key``, ``fail_first``, ``fail_status``, ``retry_after_ms``, ``delay``, ``dim``,
-    ``model``, ``responder`` (see the module docstring). As a pytest fixture::
+    Options: ``api_key``, ``fail_first``, ``fail_status``, ``retry_after_ms``, ``delay``, ``stream_delay``,
+    ``dim``, ``model``, ``responder`` (see the module docstring). As a pytest fixture::
 
         @pytest.fixture
         def openai_server():

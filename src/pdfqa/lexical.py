@@ -21,6 +21,26 @@ from .store import atomic_write_bytes, atomic_write_json
 LEXICAL_KINDS = ("bm25", "tfidf")
 
 
+def import_bm25s():
+    """``bm25s``, imported without numba. bm25s imports numba whenever it is installed (ranx, an
+    evaluation extra, installs it), which costs ~0.3 s of CPU (and more wall time) at every start,
+    while pdfqa uses only its numpy/scipy paths (``index``, ``get_scores``, ``save``/``load``). numba is
+    hidden only while bm25s itself is first imported; anything importing numba later gets it."""
+    import sys
+
+    if "bm25s" in sys.modules or "numba" in sys.modules:
+        import bm25s
+
+        return bm25s
+    sys.modules["numba"] = None  # type: ignore[assignment]  # how Python marks a module as absent
+    try:
+        import bm25s
+    finally:
+        if "numba" in sys.modules and sys.modules["numba"] is None:
+            del sys.modules["numba"]
+    return bm25s
+
+
 class LexicalIndex:
     kind = ""
     #: the tokenizer's cache key the tokens came from ("" in indexes written before it was recorded)
@@ -85,7 +105,7 @@ class BM25Index(LexicalIndex):
 
     @classmethod
     def build(cls, ids, token_lists: list[list[str]], *, k1: float = 1.5, b: float = 0.75) -> "BM25Index":
-        import bm25s
+        bm25s = import_bm25s()
 
         if not token_lists:  # an emptied collection: nothing to index (bm25s cannot index zero documents)
             return cls(np.zeros(0, dtype=np.int64), None)
@@ -114,7 +134,7 @@ class BM25Index(LexicalIndex):
 
     @classmethod
     def _load(cls, path: Path, meta: dict) -> "BM25Index":
-        import bm25s
+        bm25s = import_bm25s()
 
         if not meta.get("count"):
             return cls(np.zeros(0, dtype=np.int64), None)

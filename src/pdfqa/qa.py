@@ -145,9 +145,11 @@ class PDFQA:
 
     def sentence_similarity(self, question: str, sentences: list[str]) -> list[float]:
         """Cosine similarity of the question to each sentence with the collection's default embedder."""
+        from .embeddings.cache import cached_passages  # the same sentences come back question after question
+
         emb = self.collection.embedder(self.collection.embedder_spec)
         q = self.collection.query_vector(question)
-        return (emb.embed_passages(sentences) @ q).tolist() if sentences else []
+        return (cached_passages(emb, sentences) @ q).tolist() if sentences else []
 
     def pack(self, question: str, hits: list[Hit], gen: Generator, lang: str) -> list[Hit]:
         """The hits that fit the generator's context window, best first."""

@@ -60,12 +60,17 @@ def require_ray():
 
 def start(address: str = "local") -> dict:
     """Connect to (``address``) or start (``"local"``) a Ray cluster, quietly; returns its resources."""
+    from .quiet import is_verbose
+
     ray = require_ray()
-    # Ray's C++ core and gRPC log to this process's stderr directly; pdfqa reports failures itself
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    verbose = is_verbose()  # pdfqa -v: Ray's own logs and bars too
+    level = logging.WARNING if verbose else logging.ERROR
+    if not verbose:
+        # Ray's C++ core and gRPC log to this process's stderr directly; pdfqa reports failures itself
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     if not ray.is_initialized():
-        kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level=logging.ERROR)
+        kw = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=True, logging_level=level)
         try:
             if address == "local":
                 ray.init(num_cpus=os.cpu_count(), object_store_memory=LOCAL_OBJECT_STORE_BYTES, **kw)
@@ -75,9 +80,9 @@ def start(address: str = "local") -> dict:
             raise PdfqaError(f"cannot start or join the Ray cluster at {address!r} ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:200]})") from e
     for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(level)
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
+    ctx.enable_progress_bars = verbose
     ctx.print_on_execution_start = False
     return ray.cluster_resources()
 

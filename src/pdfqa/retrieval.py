@@ -22,9 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
 
 from .documents import Hit
 from .errors import UnknownComponentError
@@ -441,17 +438,13 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
     return r
 
 
-class CollectionRetriever(BaseRetriever):
-    """Any pdfqa retriever as a LangChain retriever; metadata as in ``Hit.to_document`` (+ ``score``)."""
+def __getattr__(name: str) -> Any:
+    # the LangChain retriever lives in its own module: langchain_core.retrievers takes ~1 s to import
+    if name == "CollectionRetriever":
+        from .langchain_retriever import CollectionRetriever
 
-    collection: Any
-    k: int = 5
-    retriever: str | None = None
-    embedder: str | None = None
-
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        hits = self.collection.search(query, k=self.k, retriever=self.retriever, embedder=self.embedder)
-        return [h.to_document() for h in hits]
+        return CollectionRetriever
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def rrf_scores(rankings: list[list], weights: list[float] | None = None, k_rrf: int = RRF_K) -> dict:

@@ -39,7 +39,8 @@ from ..errors import PdfqaError
 
 log = logging.getLogger(__name__)
 COURSE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-#: readers kept open per course (one per concurrent question)
+#: readers kept open per course by default (one per question answered at once; the server passes its
+#: number of answering threads)
 READER_POOL = 4
 
 
@@ -86,6 +87,10 @@ class _ProgressCollection(Collection):
     chunker and counts the passages its embedder is given."""
 
     on_progress: Callable[[str, float], None] | None = None
+    #: True while questions wait for the CPU: indexing then pauses between its calls (see _CountingEmbedder)
+    questions_waiting: Callable[[], bool] | None = None
+    #: the longest pause per call, so indexing advances under a constant stream of questions
+    max_pause: float = 0.5
 
     def _chunker(self, emb):
         run = super()._chunker(emb)
@@ -116,10 +121,23 @@ class _ProgressCollection(Collection):
 
 
 class _CountingEmbedder:
+    """Counts the passages embedded (progress), in small calls that give way to questions: the
+    embedder's worker threads are shared with the questions (whose sentences it embeds), and a call's
+    batches run in order, so a question waits for at most one indexing call of :attr:`embed_batch_size`
+    chunks, not for a whole file; and while questions wait for the CPU the indexer pauses before its next
+    call (``max_pause`` at most, so it always advances)."""
+
+    embed_batch_size = 16
+
     def __init__(self, inner, owner: _ProgressCollection):
         self._inner, self._owner = inner, owner
 
     def embed_passages(self, texts):
+        waiting = self._owner.questions_waiting
+        if waiting is not None:  # questions first: pause while they wait for the CPU
+            until = time.monotonic() + self._owner.max_pause
+            while waiting() and time.monotonic() < until:
+                time.sleep(0.02)
         out = self._inner.embed_passages(texts)
         self._owner._count(len(texts))
         return out
@@ -129,7 +147,8 @@ class _CountingEmbedder:
 
 
 class Course:
-    def __init__(self, root: Path, cid: str, name: str, created: float, collection: str | None = None):
+    def __init__(self, root: Path, cid: str, name: str, created: float, collection: str | None = None, *,
+                 reader_pool: int = READER_POOL):
         self.id, self.name, self.created = cid, name, created
         self.dir = root / cid
         #: the course's collection: its own directory, or a ``milvus:`` location
@@ -140,6 +159,9 @@ class Course:
         self.states: dict[str, DocState] = {}
         self.lock = threading.RLock()
         self._readers: list[tuple[float, Collection]] = []
+        self.reader_pool = reader_pool
+        #: (data stamp, the collection's documents as the API lists them): see CourseManager.documents
+        self.ready_docs: tuple[tuple, dict] | None = None
         self.writer: _ProgressCollection | None = None  # used by the indexer thread only
 
     def to_json(self) -> dict:
@@ -157,6 +179,21 @@ class Course:
         return self.files_dir / doc
 
     # ------------------------------------------------------------------ readers
+
+    def data_stamp(self) -> tuple:
+        """Changes with every commit to the collection: the manifest's and the SQLite files' (the
+        write-ahead log included) modification times and sizes. A Milvus collection has no files to
+        stat here: its stamp is new on every call (its document list is read every time)."""
+        if isinstance(self.collection_dir, str):
+            return (object(),)
+        out = []
+        for name in ("manifest.json", "chunks.sqlite", "chunks.sqlite-wal"):
+            try:
+                st = (self.collection_dir / name).stat()
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append(None)
+        return tuple(out)
 
     def _manifest_mtime(self) -> float:
         if isinstance(self.collection_dir, str):
@@ -197,7 +234,7 @@ class Course:
             except Exception:
                 ok = False
             with self.lock:
-                if ok and len(self._readers) < READER_POOL:
+                if ok and len(self._readers) < self.reader_pool:
                     self._readers.append((mtime, col))
                     col = None
             if col is not None:
@@ -217,8 +254,12 @@ class CourseManager:
     """All courses under ``root``, one indexer thread, and the questions' worker threads."""
 
     def __init__(self, root: str | Path, *, embedder: str | None = None, index_workers: int = 1,
-                 store: str | None = None):
+                 store: str | None = None, readers: int = READER_POOL,
+                 questions_waiting: Callable[[], bool] | None = None):
         self.root = Path(root)
+        self.readers = readers
+        #: True while questions wait for the CPU (the server's ask queue): indexing gives way to them
+        self.questions_waiting = questions_waiting
         self.root.mkdir(parents=True, exist_ok=True)
         self.embedder = embedder
         #: where new courses' collections go: None = inside the course folder, or a ``milvus:`` location
@@ -243,7 +284,8 @@ class CourseManager:
                 continue
             try:
                 m = json.loads(meta.read_text())
-                course = Course(self.root, d.name, str(m["name"]), float(m.get("created", 0)), m.get("collection"))
+                course = Course(self.root, d.name, str(m["name"]), float(m.get("created", 0)), m.get("collection"),
+                                reader_pool=self.readers)
             except (OSError, ValueError, KeyError) as e:
                 log.warning("skipping %s: unreadable course.json (%s)", d, e)
                 continue
@@ -285,7 +327,7 @@ class CourseManager:
                 from ..milvus_store import pool_location
 
                 location = pool_location(self.store, f"course_{cid}")
-            course = Course(self.root, cid, name, time.time(), location)
+            course = Course(self.root, cid, name, time.time(), location, reader_pool=self.readers)
             course.files_dir.mkdir()
             Collection.open(course.collection_dir, create=True, embedder=self.embedder).close()
             tmp = course.dir / ".course.json.tmp"
@@ -296,15 +338,24 @@ class CourseManager:
 
     # ------------------------------------------------------------------ documents
 
-    def documents(self, course: Course) -> list[dict]:
-        """Every document: those in the collection (ready) overlaid with queued/indexing/failed ones."""
-        out: dict[str, dict] = {}
-        with course.reader() as col:
-            for rec in col.documents():
-                out[rec.doc] = {"doc": rec.doc, "status": "ready", "progress": 1.0, "stage": "",
-                                "pages": rec.pages, "chunks": rec.chunks,
-                                "skipped": [{"page": p, "reason": r} for p, r in rec.skipped],
-                                "error": None, "bytes": rec.bytes}
+    def documents(self, course: Course, *, cached_only: bool = False) -> list[dict] | None:
+        """Every document: those in the collection (ready) overlaid with queued/indexing/failed ones.
+        The collection's part is read once per state of the collection (:meth:`Course.data_stamp`); with
+        ``cached_only``, None when it would have to be read now (the caller reads it elsewhere)."""
+        stamp = course.data_stamp()
+        ready = course.ready_docs if course.ready_docs is not None and course.ready_docs[0] == stamp else None
+        if ready is None:
+            if cached_only:
+                return None
+            docs = {}
+            with course.reader() as col:
+                for rec in col.documents():
+                    docs[rec.doc] = {"doc": rec.doc, "status": "ready", "progress": 1.0, "stage": "",
+                                     "pages": rec.pages, "chunks": rec.chunks,
+                                     "skipped": [{"page": p, "reason": r} for p, r in rec.skipped],
+                                     "error": None, "bytes": rec.bytes}
+            ready = course.ready_docs = (stamp, docs)
+        out = {k: dict(v) for k, v in ready[1].items()}
         with course.lock:
             for doc, st in course.states.items():
                 out[doc] = st.to_json()
@@ -393,6 +444,7 @@ class CourseManager:
     def _writer(self, course: Course) -> _ProgressCollection:
         if course.writer is None:
             course.writer = _ProgressCollection.open(course.collection_dir, create=True)
+            course.writer.questions_waiting = self.questions_waiting
         return course.writer
 
     def _index(self, course: Course, doc: str, job: str) -> None:

@@ -8,7 +8,7 @@ helper *processes* (:class:`PdfWorkers`), which also keeps a hostile upload that
 PDFium away from the server: the helper dies or is killed, the server answers with an error.
 
 Functions named ``job_*`` run inside the helper processes; they import only the standard library,
-pypdfium2 and (when installed) Pillow.
+pypdfium2 and Pillow.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import re
 import struct
 import threading
 import unicodedata
-import zlib
 from pathlib import Path
 
 from ..pdf.reader import sniff_file_type
@@ -190,8 +189,8 @@ def job_render_page(path: str, page: int, scale: float, quote: str | None, ocr_w
     layer, or, for a page read by OCR, in its ``ocr_words`` (``[text, conf, x0, y0, x1, y1]``, points).
 
     Returns ``{"png": bytes, "pages", "page", "page_label", "width", "height", "boxes": [[x0, y0, x1, y1]]
-    (pixels, top-left origin), "matched": share of the quote found, "drawn": whether the boxes are drawn
-    into the PNG (Pillow installed)}``.
+    (pixels, top-left origin), "matched": share of the quote found, "drawn": whether boxes are drawn into
+    the PNG}``.
     """
     import ctypes
 
@@ -240,11 +239,11 @@ def job_render_page(path: str, page: int, scale: float, quote: str | None, ocr_w
 
 
 def _encode_png(bitmap, boxes: list[list[int]]) -> tuple[bytes, bool]:
+    """The page as PNG with the highlight boxes drawn in (Pillow, part of ``pdfqa[app]``)."""
     try:
         from PIL import Image, ImageDraw
-    except ImportError:  # no Pillow: a plain PNG; the page draws the boxes itself
-        arr = bitmap.to_numpy()
-        return png_from_array(arr, bitmap.mode), False
+    except ImportError:
+        raise PdfJobError("rendering pages needs Pillow: pip install 'pdfqa[app]'", 500) from None
     img = bitmap.to_pil().convert("RGB")
     if boxes:
         overlay = Image.new("RGBA", img.size, (0, 0, 0, 0))
@@ -255,30 +254,6 @@ def _encode_png(bitmap, boxes: list[list[int]]) -> tuple[bytes, bool]:
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue(), bool(boxes)
-
-
-def png_from_array(arr, mode: str = "BGR") -> bytes:
-    """Encode an 8-bit image array (H×W×3 or ×4 in pdfium's ``BGR``/``BGRA``/``BGRX`` order, or H×W grey)
-    as PNG with the standard library only."""
-    import numpy as np
-
-    a = np.asarray(arr)
-    if a.ndim == 2:
-        color, rgb = 0, a
-    else:
-        rgb = a[..., :3]
-        if mode.upper().startswith("BGR"):
-            rgb = rgb[..., ::-1]
-        color = 2
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    h, w = rgb.shape[:2]
-    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
 def job_ping() -> bool:
@@ -382,6 +357,7 @@ class _Helper:
             self.proc.wait(timeout=5)
         except Exception:
             pass
+        self._close_pipes()
 
     def close(self) -> None:
         try:
@@ -389,6 +365,14 @@ class _Helper:
             self.proc.wait(timeout=5)
         except Exception:
             self.kill()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - already closed or broken: nothing left to release
+                pass
 
 
 def os_read(fd: int, n: int) -> bytes:

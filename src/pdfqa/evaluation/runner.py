@@ -15,6 +15,7 @@ from typing import Callable
 
 from ..collection import Collection
 from ..errors import PdfqaError
+from ..quiet import bar_disable
 from .metrics import dedupe, first_rank, hit_at, mrr_at, ndcg_at, recall_at
 from .qa import QAItem, load_corpus
 
@@ -64,7 +65,7 @@ def answer_metrics(col: Collection, items: list[QAItem], retriever: str, generat
 
     qa = PDFQA(col, generator=generator, retriever=retriever)
     em, f1, cg, cp, abst, secs, records = [], [], [], [], [], [], []
-    for it, q in tqdm(list(zip(items, per_q)), desc=f"{retriever} → {generator}", disable=not progress, leave=False):
+    for it, q in tqdm(list(zip(items, per_q)), desc=f"{retriever} → {generator}", disable=bar_disable(progress), leave=False):
         t = time.perf_counter()
         ans = qa.ask(it.question)
         secs.append(time.perf_counter() - t)
@@ -138,7 +139,7 @@ def evaluate(col: Collection, items: list[QAItem], retrievers: list[str], *, k: 
             retr.search(items[0].question, max(3 * k, 30))
         sums: dict[str, float] = {}
         per_q, times = [], []
-        for it in tqdm(items, desc=spec, unit="q", disable=not progress, leave=False):
+        for it in tqdm(items, desc=spec, unit="q", disable=bar_disable(progress), leave=False):
             t = time.perf_counter()
             hits = retr.search(it.question, max(3 * k, 30))
             times.append(time.perf_counter() - t)

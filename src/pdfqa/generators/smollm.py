@@ -41,6 +41,14 @@ def gguf_dir() -> Path:
     return d
 
 
+def _dtype_key() -> str:
+    """The name of the dtype keyword and config field: ``torch_dtype`` before transformers 5, which
+    warns on that name."""
+    from .transformers import _transformers_major
+
+    return "dtype" if _transformers_major() >= 5 else "torch_dtype"
+
+
 def ensure_cached() -> Path:
     """De-quantise the GGUF once into the cache (written aside, then renamed) and return its folder."""
     out = cache_dir()
@@ -54,7 +62,7 @@ def ensure_cached() -> Path:
         raise PdfqaError("the offline LLM needs torch, transformers, gguf and accelerate: pip install 'pdfqa[llm]'") from e
     src = gguf_dir()
     tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE, **{_dtype_key(): torch.float32})
     model = model.to(torch.bfloat16)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -63,7 +71,7 @@ def ensure_cached() -> Path:
     cfg = model.config
     if hasattr(cfg, "quantization_config"):
         del cfg.quantization_config
-    cfg.torch_dtype = "bfloat16"
+    setattr(cfg, _dtype_key(), "bfloat16")
     cfg.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
@@ -91,7 +99,7 @@ class SmolLM2Generator(Generator):
 
             path = ensure_cached()
             self._tok = AutoTokenizer.from_pretrained(path)
-            self._model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+            self._model = AutoModelForCausalLM.from_pretrained(path, **{_dtype_key(): torch.float32}).eval()
             self.context_window = int(getattr(self._model.config, "max_position_embeddings", 8192))
 
     def count_tokens(self, text: str) -> int:

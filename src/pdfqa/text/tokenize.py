@@ -46,7 +46,9 @@ def _english_stopwords() -> frozenset[str]:
     question_words = {"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "does", "did", "do",
                       "is", "are", "was", "were", "can", "could", "would", "should", "tell", "me", "about"}
     try:
-        from bm25s.stopwords import STOPWORDS_EN
+        from ..lexical import import_bm25s
+
+        STOPWORDS_EN = import_bm25s().stopwords.STOPWORDS_EN
 
         return frozenset(STOPWORDS_EN) | question_words
     except ImportError:  # a small built-in list keeps tokenization usable without bm25s
