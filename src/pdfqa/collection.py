@@ -11,6 +11,7 @@ Each :class:`~pdfqa.documents.Hit` carries the chunk (``doc``, ``pages``, ``page
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -255,8 +256,9 @@ class Collection:
             if executor == "ray":
                 from .ray_ingest import ray_prepared
 
+                # the progress callback stays here (it holds the terminal's lock); the settings travel
                 source = ray_prepared(self, files, known=hashes, address=ray_address, progress=progress,
-                                      ocr=settings)
+                                      ocr=dataclasses.replace(settings, on_page=None))
             else:
                 source = prefetch(files, work)
             last_save = time.perf_counter()

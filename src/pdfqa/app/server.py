@@ -277,7 +277,7 @@ def create_app(root: str | Path, *, admin_token: str | None = None, exposed: boo
         try:
             t = time.perf_counter()
             emb = get_embedder(embedder or DEFAULT_EMBEDDER)
-            emb.warm_up()
+            emb.load_all()
             loaded.append(f"{emb.spec} {time.perf_counter() - t:.1f}s")
             t = time.perf_counter()
             gen = offered[default_generator]

@@ -63,6 +63,11 @@ class Embedder(ABC):
     def warm_up(self) -> None:
         """Load the model now (otherwise it loads on first use)."""
 
+    def load_all(self) -> None:
+        """Load every lazily built part now, not only what embedding needs (a server, before its first
+        request); the same as :meth:`warm_up` unless an embedder has more."""
+        self.warm_up()
+
     def describe(self) -> dict:
         return {"spec": self.spec, "dim": self.dim, "normalized": self.normalized, "max_tokens": self.max_tokens}
 

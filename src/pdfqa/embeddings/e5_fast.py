@@ -419,10 +419,10 @@ class E5FastEmbedder(EncoderEmbedder):
                     self._tok = E5Tokenizer(self._file)
         return self._tok
 
-    def warm_up(self) -> None:
-        """Load everything now: the encoder and the fast tokenizer (a server wants both before its first
-        request; a one-off question needs neither the tokenizer's fast path nor this call)."""
-        super().warm_up()
+    def load_all(self) -> None:
+        """The encoder and the fast tokenizer now (a server wants both before its first request; a
+        one-off question needs only the encoder, which ``warm_up`` loads)."""
+        self.warm_up()
         self._load_tokenizer().load_fast()
 
     def _load_model(self) -> None:

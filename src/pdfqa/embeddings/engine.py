@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import threading
+import sys
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -419,7 +420,9 @@ class EncoderEmbedder(Embedder):
                     return c
             except (OSError, ValueError):
                 pass
-            log.warning("%s: measuring kernels on this CPU (once; kept in %s)", self.what, path)
+            # a wait of several seconds, said on a terminal; scripts and captured stderr stay clean (-v shows it)
+            (log.warning if sys.stderr.isatty() else log.info)(
+                "%s: measuring kernels on this CPU (once; kept in %s)", self.what, path)
             c = self.measure()
             c.update(version=CHOICE_VERSION, source_sha256=src, cpu=kernels.describe_cpu())
             write_atomic(path, json.dumps(c, indent=1).encode())

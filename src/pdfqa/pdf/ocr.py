@@ -799,7 +799,7 @@ def apply_result(page: Page, res: dict, pt_per_px: float, *, mode: str = "auto")
     if not text.strip():
         if mode == "always" and before is None and page.lines:
             return
-        page.lines, page.skip_reason = [], "blank page (OCR found no text)"
+        page.lines, page.skip_reason = [], "OCR found no text"  # a summary keeps what comes before " ("
         return
     verdict = assess_page_text(text)
     if verdict is None and conf < MIN_PAGE_CONFIDENCE:
