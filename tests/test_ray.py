@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from .conftest import EXAMPLES, JA_PAPER, ROOT, SLIDES
@@ -74,3 +75,26 @@ def test_ray_missing_is_one_message_naming_the_extra(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == "error: --ray needs Ray Data: pip install 'pdfqa[ray]'"
     assert not (tmp_path / "c").exists()  # refused before anything was created
+
+
+def test_a_file_travels_between_workers_as_json_and_float32_bytes():
+    """What a Ray worker hands on (read_chunk → Embed → the driver) holds no pickle: JSON plus the vectors'
+    bytes, and reads back as the same chunks, pages facts and vectors."""
+    from pdfqa.collection import chunker_for
+    from pdfqa.embeddings import get_embedder
+    from pdfqa.ingest import content_hash, prepare
+    from pdfqa.ray_ingest import from_row, to_row
+
+    emb = get_embedder("e5-small")
+    prep = prepare(JA_PAPER, known_hash=lambda _: None, reader="pdfium",
+                   chunker=chunker_for({"max_tokens": 256, "min_tokens": 48}, emb))
+    texts = [c.text for c in prep.chunks[:3]]
+    prep.vectors = {"e5-small": dict(zip(map(content_hash, texts), emb.embed_passages(texts)))}
+    row = to_row(7, prep)
+    assert set(row) == {"i", "meta", "vectors"} and isinstance(row["meta"], str) and isinstance(row["vectors"], bytes)
+    back = from_row(row)
+    assert back.chunks == prep.chunks and back.path == prep.path and back.error is None
+    assert back.content.doc == prep.content.doc and back.content.skipped_pages == prep.content.skipped_pages
+    assert len(back.content.pages) == len(prep.content.pages)
+    for h, v in prep.vectors["e5-small"].items():
+        assert np.array_equal(back.vectors["e5-small"][h], v)

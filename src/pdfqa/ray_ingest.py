@@ -29,13 +29,17 @@ own process while it handles file NAME, the first N times (counted in the file M
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
-import pickle
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import numpy as np
+
+from .documents import Chunk, Page, PdfContent
 from .errors import PdfqaError
 from .ingest import Prepared, content_hash, prepare
 from .pdf import DEFAULT_READER
@@ -93,8 +97,6 @@ _CHUNKERS: dict[tuple[str, str], object] = {}
 def read_chunk(row: dict, *, chunking: dict, primary: str, reader: str, known: dict[str, str], ocr="auto") -> dict:
     """A Ray task: reads and chunks one file (the primary embedder's tokenizer loaded once per worker
     process and kept for the next file)."""
-    import json
-
     from .collection import chunker_for
     from .embeddings import get_embedder
 
@@ -104,7 +106,7 @@ def read_chunk(row: dict, *, chunking: dict, primary: str, reader: str, known: d
     path = Path(row["path"])
     _maybe_die(path.name)
     prep = prepare(path, known_hash=known.get, chunker=_CHUNKERS[key], reader=reader, ocr=ocr)
-    return {"i": row["i"], "prep": pickle.dumps(prep)}
+    return to_row(row["i"], prep)
 
 
 class Embed:
@@ -127,7 +129,7 @@ class Embed:
     def __call__(self, row: dict) -> dict:
         from .collection import embed_in_batches
 
-        prep: Prepared = pickle.loads(row["prep"])
+        prep = from_row(row)
         if prep.chunks and not prep.error and not prep.unchanged:
             texts = [c.embed_text(self.context) for c in prep.chunks]
             hashes = [content_hash(t) for t in texts]
@@ -137,7 +139,58 @@ class Embed:
                                 for spec, emb in self.embedders.items()}
             except Exception as e:  # noqa: BLE001 - one file's embedding failure is that file's
                 prep.error = f"{prep.path.name}: embedding or storing failed ({type(e).__name__}: {e})"
-        return {"i": row["i"], "prep": pickle.dumps(prep)}
+        return to_row(row["i"], prep)
+
+
+#: what the driver's commit reads of a page (its lines and tables stay on the worker)
+_PAGE_FIELDS = ("number", "label", "width", "height", "skip_reason", "ocr", "ocr_confidence", "ocr_rotation",
+                "ocr_words")
+
+
+def to_row(i: int, prep: Prepared) -> dict:
+    """One file's result as a Ray row of JSON and float32 bytes (nothing pickled): what
+    ``Collection._commit`` needs — the document's facts, its pages' skip reasons and OCR words, the
+    chunks and, once embedded, their vectors."""
+    c = prep.content
+    vectors, blobs, offset = {}, [], 0
+    for spec, by_hash in (prep.vectors or {}).items():
+        mat = np.asarray(list(by_hash.values()), dtype=np.float32).reshape(len(by_hash), -1)
+        vectors[spec] = {"hashes": list(by_hash), "dim": int(mat.shape[1]), "offset": offset}
+        blobs.append(mat.tobytes())
+        offset += mat.nbytes
+    meta = {"path": str(prep.path), "error": prep.error, "unchanged": prep.unchanged, "seconds": prep.seconds,
+            "content": None if c is None else {
+                "path": c.path, "doc": c.doc, "doc_hash": c.doc_hash, "reader": c.reader,
+                "pages": [{k: getattr(pg, k) for k in _PAGE_FIELDS} for pg in c.pages]},
+            "chunks": None if prep.chunks is None else [dataclasses.asdict(ch) for ch in prep.chunks],
+            "vectors": vectors}
+    return {"i": i, "meta": json.dumps(meta, ensure_ascii=False, default=_plain), "vectors": b"".join(blobs)}
+
+
+def from_row(row: dict) -> Prepared:
+    """The :class:`~pdfqa.ingest.Prepared` a row of :func:`to_row` holds."""
+    meta, blob = json.loads(row["meta"]), row["vectors"]
+    c = meta["content"]
+    content = None if c is None else PdfContent(
+        path=c["path"], doc=c["doc"], doc_hash=c["doc_hash"], reader=c["reader"],
+        pages=[Page(**pg) for pg in c["pages"]])
+    vectors = None
+    if meta["vectors"]:
+        vectors = {}
+        for spec, v in meta["vectors"].items():
+            n = len(v["hashes"])
+            mat = np.frombuffer(blob, dtype=np.float32, count=n * v["dim"], offset=v["offset"]).reshape(n, v["dim"])
+            vectors[spec] = dict(zip(v["hashes"], mat))
+    return Prepared(path=Path(meta["path"]), content=content, error=meta["error"], unchanged=meta["unchanged"],
+                    seconds=meta["seconds"], vectors=vectors,
+                    chunks=None if meta["chunks"] is None else [Chunk(**ch) for ch in meta["chunks"]])
+
+
+def _plain(o):
+    """numpy scalars in OCR word boxes, as JSON numbers."""
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def _maybe_die(name: str) -> None:
@@ -198,7 +251,7 @@ def ray_prepared(col: "Collection", files: list[Path], *, known: dict[str, str],
     seen: set[int] = set()
     for row in ds.iter_rows():
         seen.add(int(row["i"]))
-        yield pickle.loads(row["prep"])
+        yield from_row(row)
     for item in todo:
         if item["i"] not in seen:
             p = files[item["i"]]
