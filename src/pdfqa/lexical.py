@@ -41,6 +41,19 @@ def import_bm25s():
     return bm25s
 
 
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest ``scores``, best first (ties in index order).
+
+    >>> top_indices(np.array([0.1, 0.9, 0.5, 0.9]), 3).tolist()
+    [1, 3, 2]
+    """
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top], kind="stable")]
+
 class LexicalIndex:
     kind = ""
     #: the tokenizer's cache key the tokens came from ("" in indexes written before it was recorded)
@@ -121,9 +134,7 @@ class BM25Index(LexicalIndex):
         if not qids:
             return [], []
         scores = self.model.get_scores(qids)  # a dense score per document: one sparse row-sum
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top_indices(scores, k)
         top = top[scores[top] > 0]
         norm = _normalise_top(scores[top])
         return self.ids[top].tolist(), [round(float(s), 3) for s in norm]
@@ -183,9 +194,7 @@ class TfidfIndex(LexicalIndex):
             q[j] = (1 + np.log(c)) * self.idf[j]
         q /= np.linalg.norm(q)
         scores = self.matrix @ q
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top_indices(scores, k)
         top = top[scores[top] > 0]
         return self.ids[top].tolist(), [round(float(s), 6) for s in scores[top]]
 
@@ -293,6 +302,8 @@ class PageIndex:
         #: per page, the primary financial statements it holds (see :mod:`pdfqa.statements`)
         self.statements = statements or [[] for _ in pages]
         self._pos = {p: i for i, p in enumerate(pages)}
+        #: chunks per page on average (a chunk spanning two pages counts on each)
+        self.chunks_per_page = sum(map(len, chunk_ids)) / len(pages) if pages else 0.0
 
     def __len__(self) -> int:
         return len(self.pages)

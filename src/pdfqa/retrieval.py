@@ -182,7 +182,7 @@ class PagePrior:
                                   .get("tokenizer", "default"))
 
     def _active(self, idx) -> bool:
-        return len(idx) > 0 and sum(map(len, idx.chunk_ids)) / len(idx) >= self.min_chunks
+        return idx.chunks_per_page >= self.min_chunks
 
     @property
     def active(self) -> bool:
@@ -220,9 +220,10 @@ class DensePagePrior(PagePrior):
         pages, vecs = self.collection.page_vectors()
         if not pages:
             return {}
+        from .lexical import top_indices
+
         sims = vecs @ np.asarray(self.collection.query_vector(query), dtype=np.float32)
-        top = np.argpartition(-sims, min(k, len(pages)) - 1)[:k] if len(pages) > k else np.arange(len(pages))
-        top = top[np.argsort(-sims[top], kind="stable")]
+        top = top_indices(sims, k)
         return {pages[j]: r for r, j in enumerate(top.tolist(), 1)}
 
 

@@ -104,6 +104,14 @@ class DocumentRecord:
                 "skipped": [{"page": p, "reason": r} for p, r in self.skipped], "indexed_at": self.indexed_at}
 
 
+#: columns added after format version 1 (table, column, declaration with its default); readonly opens
+#: of older files read them as absent
+ADDED_COLUMNS = (("documents", "title", "TEXT NOT NULL DEFAULT ''"),
+                 ("documents", "chunking", "INTEGER NOT NULL DEFAULT 1"),
+                 ("chunks", "ocr", "INTEGER NOT NULL DEFAULT 0"),
+                 ("chunks", "ocr_confidence", "REAL"))
+
+
 class Store:
     """Low-level access to a collection directory (see the module docstring for the layout); the
     ``local`` implementation of :class:`pdfqa.backend.Backend`."""
@@ -139,20 +147,13 @@ class Store:
             return set()
 
     def _migrate(self) -> None:
-        """Add the columns later versions introduced (same format version: additive, with defaults)."""
-        cols = self._columns("documents")
+        """Add the columns later versions introduced (:data:`ADDED_COLUMNS`; same format version:
+        additive, with defaults: untitled documents of chunking version 1, chunks not OCR'd)."""
+        have = {table: self._columns(table) for table, _, _ in ADDED_COLUMNS}
         with self.db:
-            if "title" not in cols:
-                self.db.execute("ALTER TABLE documents ADD COLUMN title TEXT NOT NULL DEFAULT ''")
-            if "chunking" not in cols:
-                self.db.execute("ALTER TABLE documents ADD COLUMN chunking INTEGER NOT NULL DEFAULT 1")
-        # collections written before OCR lack the chunks' ocr columns: no OCR (readonly opens read them as absent)
-        have = self._columns("chunks")
-        with self.db:
-            if "ocr" not in have:
-                self.db.execute("ALTER TABLE chunks ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0")
-            if "ocr_confidence" not in have:
-                self.db.execute("ALTER TABLE chunks ADD COLUMN ocr_confidence REAL")
+            for table, column, decl in ADDED_COLUMNS:
+                if column not in have[table]:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     # -------------------------------------------------------------- create / open
 
