@@ -63,6 +63,7 @@ class SetRanks:
     """One set's per-question part rankings (row ids), priors and the facts to score a fusion."""
 
     def __init__(self, name: str, unit: str, col, items):
+        from pdfqa.lexical import DocumentIndex
         from pdfqa.retrieval import DensePagePrior, DocumentPrior, PagePrior, StatementPrior
         from pdfqa.text.tokenize import get_tokenizer
 
@@ -77,31 +78,38 @@ class SetRanks:
         qv = np.stack([col.query_vector(q) for q in qs])
         _, dense = col._index(col.embedder_spec).index.search(qv.astype(np.float32), DEPTH)
         self.dense = [[int(i) for i in r if i >= 0] for r in dense]
-        self.doc_ranks = [doc_prior.ranks(q) for q in qs]
+        # the document prior by each source (whole text, titles, both), and the statement prior over the
+        # documents each ranks best
         stmt = StatementPrior(col)
-        self.stmt_ranks = [stmt.ranks(q) for q in qs]
+        self.doc_ranks_by, self.stmt_ranks_by = {}, {}
+        for src in DocumentIndex.SOURCES:
+            doc_prior.source = src
+            self.doc_ranks_by[src] = [doc_prior.ranks(q) for q in qs]
+            self.stmt_ranks_by[src] = [stmt.ranks(q, dr) if dr else {} for q, dr in zip(qs, self.doc_ranks_by[src])]
+        self.doc_ranks, self.stmt_ranks = self.doc_ranks_by["text"], self.stmt_ranks_by["text"]
         self.page_ranks = [page_prior.ranks(q, DEPTH) for q in qs]
         dense_pages = DensePagePrior(col)  # each page's mean chunk vector (nothing re-embedded)
         self.page_dense = [dense_pages.ranks(q, DEPTH) for q in qs]
         self.page_both = [{pg: r for r, pg in enumerate(
             sorted(set(a) | set(b), key=lambda pg: -(1 / (20 + a.get(pg, 1e9)) + 1 / (20 + b.get(pg, 1e9)))), 1)}
             if a else {} for a, b in zip(self.page_ranks, self.page_dense)]
-        self.doc_of, self.pages_of = {}, {}
+        self.doc_of, self.pages_of, self.page_key = {}, {}, {}
         for rid, c, _ in col.store.iter_chunks():
-            self.doc_of[rid], self.pages_of[rid] = c.doc, c.pages
+            self.doc_of[rid], self.pages_of[rid], self.page_key[rid] = c.doc, c.pages, (c.doc, c.pages[0])
         self.priors = (f"doc prior {'on' if any(self.doc_ranks) else 'off'}, "
                        f"page prior {'on' if any(self.page_ranks) else 'off'}")
 
     def score(self, w_dense, k, w_doc, k_doc, w_page, k_page, n_pages, page_src="bm25",
-              w_stmt=0.0) -> tuple[float, float, float]:
+              w_stmt=0.0, doc_src="text", per_page=0) -> tuple[float, float, float]:
         """(hit@5, MRR@10, doc-hit@5) of one fusion variant on this set (doc-hit@5 = hit@5 where the
         unit is a document)."""
         from pdfqa.evaluation.metrics import hit_at, mrr_at
-        from pdfqa.retrieval import fuse_scores
+        from pdfqa.retrieval import fuse_scores, spread_pages
 
         h5, mrr, doc5 = [], [], []
         pages = {"bm25": self.page_ranks, "dense": self.page_dense, "both": self.page_both}[page_src]
-        for it, b, d, dr, pr, sr in zip(self.items, self.bm, self.dense, self.doc_ranks, pages, self.stmt_ranks):
+        for it, b, d, dr, pr, sr in zip(self.items, self.bm, self.dense, self.doc_ranks_by[doc_src], pages,
+                                        self.stmt_ranks_by[doc_src]):
             members = {}
             if w_page and pr and n_pages:
                 members = {pg: self.page_index.chunks_of(pg) for pg in sorted(pr, key=pr.get)[:n_pages]}
@@ -109,7 +117,10 @@ class SetRanks:
                             doc_ranks=dr, w_doc=w_doc, k_doc=k_doc, page_ranks=pr, w_page=w_page, k_page=k_page,
                             page_members=members, stmt_ranks=sr, w_stmt=w_stmt, k_stmt=k_doc,
                             stmt_members={pg: self.page_index.chunks_of(pg) for pg in sr} if w_stmt else None)
-            ranked = [c for c, _ in sorted(s.items(), key=lambda kv: -kv[1])][:EVAL_HITS]
+            ranked = [c for c, _ in sorted(s.items(), key=lambda kv: -kv[1])]
+            if per_page:
+                ranked = spread_pages(ranked, self.page_key, per_page)
+            ranked = ranked[:EVAL_HITS]
             if self.unit == "doc":
                 docs = list(dict.fromkeys(self.doc_of[c] for c in ranked))
                 h5.append(hit_at(docs, set(it.doc_ids), 5))
@@ -129,9 +140,12 @@ def main() -> int:
     ap.add_argument("--course", help="QA file with page gold over the course PDFs (e.g. benchmarks/data/course_qa.jsonl)")
     ap.add_argument("--sets", help="comma-separated subset of the sets")
     ap.add_argument("--json", help="write every row's figures here")
+    ap.add_argument("--context", help="what is embedded with each chunk of the PDF pools (pdfqa eval --context): "
+                                      "title+headings (default), headings or none")
     args = ap.parse_args()
     from pdfqa.evaluation import load_qa, open_pool
-    from pdfqa.retrieval import DOC_RRF_K, HYBRID_WEIGHTS, PAGE_CANDIDATES, PAGE_DENSE_RRF_K, RRF_K
+    from pdfqa.retrieval import (DOC_PRIOR_SOURCE, DOC_RRF_K, HYBRID_PER_PAGE, HYBRID_WEIGHTS, PAGE_CANDIDATES,
+                                 PAGE_DENSE_RRF_K, RRF_K)
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from machine import machine
@@ -151,7 +165,7 @@ def main() -> int:
             pool = {"pdfs": course_pool(Path(args.workdir))}
         else:
             pool = {"corpus": DATA / "qa" / name / "corpus.jsonl"} if kind == "corpus" else {"pdfs": DATA / "qa" / name / "pdfs"}
-        col = open_pool(args.workdir, progress=False, **pool)
+        col = open_pool(args.workdir, progress=False, context=args.context if kind == "pdfs" else None, **pool)
         items = load_qa(qa)
         sets.append(SetRanks(name, unit, col, items))
         print(f"{name}: ranked {len(items)} questions in {time.perf_counter() - t:.0f}s ({sets[-1].priors})", flush=True)
@@ -160,10 +174,13 @@ def main() -> int:
     cache: dict = {}
 
     def score(s: SetRanks, cfg: dict) -> tuple[float, float]:
-        doc_on, page_on, stmt_on = any(s.doc_ranks), any(s.page_ranks), any(s.stmt_ranks)
+        doc_on, page_on = any(s.doc_ranks), any(s.page_ranks)
+        stmt_on = any(any(v) for v in s.stmt_ranks_by.values())
         key = (s.name, cfg["w_dense"], cfg["k"], cfg["w_doc"] if doc_on else 0, cfg["k_doc"] if doc_on else 0,
                cfg["w_page"] if page_on else 0, cfg["k_page"] if page_on else 0, cfg["n_pages"] if page_on else 0,
-               cfg.get("page_src", "bm25") if page_on and cfg["w_page"] else "", cfg.get("w_stmt", 0) if stmt_on else 0)
+               cfg.get("page_src", "bm25") if page_on and cfg["w_page"] else "", cfg.get("w_stmt", 0) if stmt_on else 0,
+               cfg.get("doc_src", "text") if doc_on and (cfg["w_doc"] or cfg.get("w_stmt", 0)) else "",
+               cfg.get("per_page", 0))
         if key not in cache:
             cache[key] = s.score(**cfg)
         return cache[key]
@@ -171,14 +188,17 @@ def main() -> int:
     # hybrid = bm25 + dense + doc-bm25 + page-dense + statements (HYBRID_WEIGHTS in that order)
     chosen = dict(w_dense=HYBRID_WEIGHTS[1], k=RRF_K, w_doc=HYBRID_WEIGHTS[2], k_doc=DOC_RRF_K,
                   w_page=HYBRID_WEIGHTS[3], k_page=PAGE_DENSE_RRF_K, n_pages=PAGE_CANDIDATES, page_src="dense",
-                  w_stmt=HYBRID_WEIGHTS[4])
+                  w_stmt=HYBRID_WEIGHTS[4], doc_src=DOC_PRIOR_SOURCE, per_page=HYBRID_PER_PAGE)
     previous = dict(w_dense=0.5, k=20, w_doc=0.5, k_doc=5, w_page=0.0, k_page=5, n_pages=0, page_src="bm25",
-                    w_stmt=0.0)  # hybrid before issue 13: bm25 + dense + doc-bm25
-    grid = [dict(w_dense=wd, k=k, w_doc=wdoc, k_doc=kd, w_page=wp, k_page=kp, n_pages=n, page_src=src, w_stmt=ws)
-            for wd, k, wdoc, kd, wp, kp, n, src, ws in itertools.product(
-                (0.5, 0.7, 1.0), (20,), (0.0, 0.25, 0.5), (5,), (0.0, 0.1, 0.25, 0.5), (5, 20), (0, 3),
-                ("bm25", "dense", "both"), (0.0, 0.25, 0.5, 1.0))
-            if wp or (kp == 5 and n == 0 and src == "bm25")]
+                    w_stmt=0.0, doc_src="text", per_page=0)  # hybrid before issue 13: bm25 + dense + doc-bm25
+    # bringing the best pages' chunks into the candidates (n_pages 3) changed no figure in the previous
+    # grid (benchmarks/README.md): n_pages stays 0 here
+    grid = [dict(w_dense=wd, k=k, w_doc=wdoc, k_doc=kd, w_page=wp, k_page=kp, n_pages=n, page_src=src, w_stmt=ws,
+                 doc_src=dsrc, per_page=pp)
+            for wd, k, wdoc, kd, wp, kp, n, src, ws, dsrc, pp in itertools.product(
+                (0.5, 0.7, 1.0), (20,), (0.0, 0.25, 0.5, 1.0), (5,), (0.0, 0.1, 0.25, 0.5), (5, 20), (0,),
+                ("bm25", "dense", "both"), (0.0, 0.25, 0.5, 1.0), ("text", "title", "both"), (0, 1, 2))
+            if (wp or (kp == 5 and n == 0 and src == "bm25")) and (wdoc or ws or dsrc == "text")]
     for cfg in (chosen, previous):
         if cfg not in grid:
             grid.append(cfg)
@@ -194,12 +214,12 @@ def main() -> int:
 
     names = [s.name for s in sets]
     rows.sort(key=lambda r: -objective(r[1], names))
-    head = f"{'w_dense':>7}{'k':>4}{'w_doc':>6}{'w_page':>7}{'k_page':>7}{'pages':>6}{'src':>6}{'w_stm':>6} | " + " | ".join(f"{n[:13]:^13}" for n in names)
+    head = f"{'w_dense':>7}{'k':>4}{'w_doc':>6}{'dsrc':>6}{'pp':>3}{'w_page':>7}{'k_page':>7}{'pages':>6}{'src':>6}{'w_stm':>6} | " + " | ".join(f"{n[:13]:^13}" for n in names)
     print(head + " | objective")
-    print(f"{'':>49} | " + " | ".join(f"{'hit@5':>6}{'MRR':>6} " for _ in names))
+    print(f"{'':>58} | " + " | ".join(f"{'hit@5':>6}{'MRR':>6} " for _ in names))
 
     def line(cfg, res, mark=""):
-        return (f"{cfg['w_dense']:>7}{cfg['k']:>4}{cfg['w_doc']:>6}{cfg['w_page']:>7}{cfg['k_page']:>7}{cfg['n_pages']:>6}"
+        return (f"{cfg['w_dense']:>7}{cfg['k']:>4}{cfg['w_doc']:>6}{cfg.get('doc_src', 'text'):>6}{cfg.get('per_page', 0):>3}{cfg['w_page']:>7}{cfg['k_page']:>7}{cfg['n_pages']:>6}"
                 f"{cfg.get('page_src', 'bm25') if cfg['w_page'] else '-':>6}{cfg.get('w_stmt', 0):>6} | "
                 + " | ".join(f"{res[n][0]:>6.3f}{res[n][1]:>6.3f} " for n in names) + f" | {objective(res, names):.4f}{mark}")
 
@@ -213,7 +233,9 @@ def main() -> int:
     for label, cfg in (("no priors", dict(chosen, w_doc=0.0, w_page=0.0, n_pages=0, w_stmt=0.0)),
                        ("no statement prior", dict(chosen, w_stmt=0.0)),
                        ("no page prior", dict(chosen, w_page=0.0, n_pages=0)),
-                       ("no document prior", dict(chosen, w_doc=0.0))):
+                       ("no document prior", dict(chosen, w_doc=0.0)),
+                       ("documents by their whole text", dict(chosen, doc_src="text")),
+                       ("no page spreading", dict(chosen, per_page=0))):
         print(f"{label}:")
         print(line(cfg, {s.name: score(s, cfg) for s in sets}))
 
@@ -253,7 +275,7 @@ def loso(title: str, rows: list, names: list[str], objective, admissible) -> Non
         best = max((r for r in rows if admissible(r, others)), key=lambda r: objective(r[1], others))
         oracle = max(rows, key=lambda r: (r[1][held][0] + r[1][held][1]) / 2)
         c = best[0]
-        desc = (f"w_dense {c['w_dense']} k {c['k']} w_doc {c['w_doc']} w_page {c['w_page']} k_page {c['k_page']} "
+        desc = (f"w_dense {c['w_dense']} k {c['k']} w_doc {c['w_doc']} {c.get('doc_src', 'text')} pp {c.get('per_page', 0)} w_page {c['w_page']} k_page {c['k_page']} "
                 f"n {c['n_pages']} {c.get('page_src', '') if c['w_page'] else ''} w_stmt {c.get('w_stmt', 0)}")
         print(f"{held:>18} | {desc:<70} | {best[1][held][0]:.3f} {best[1][held][1]:.3f} | "
               f"{oracle[1][held][0]:.3f} {oracle[1][held][1]:.3f}")

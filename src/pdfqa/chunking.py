@@ -29,8 +29,9 @@ TokenCounter = Callable[[str], int]
 #: bumped whenever a change to reading or chunking changes the chunks of a PDF: documents indexed
 #: with an older version are re-chunked by the next ``index`` (see Collection.index), never mixed
 #: 1: heading paths and numeric rows; 3: tables as blocks with caption and header, document titles,
-#: filing sections (PART/Item), bold by font name, hidden text dropped, letter-spaced words rejoined (2-3: development only)
-CHUNKING_VERSION = 4
+#: filing sections (PART/Item), bold by font name, hidden text dropped, letter-spaced words rejoined (2-3: development only);
+#: 4: words split by the layout healed; 5: period column headers ("Years Ended December 31,", "2020 2019") open the table instead of replacing the statement title
+CHUNKING_VERSION = 5
 
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_MIN_TOKENS = 48
@@ -123,6 +124,13 @@ def _is_tabular(text: str) -> bool:
     return len(flags) >= 4 and flags[-1] and flags[-2] and not _PROSE_END.search(text)
 
 
+def _is_row(text: str) -> bool:
+    """A line of a table: a row of figures, or a row of years alone ("2020 2019"), which is the table's
+    column header (the table starts there, under the statement's title)."""
+    words = text.split()
+    return _is_tabular(text) or (len(words) >= 2 and all(_YEARISH.match(t) for t in words))
+
+
 def _is_label(text: str, limit: int = 90) -> bool:
     """A short line that names rows or columns rather than saying something ("At December 31:",
     "Cash Flows from Operating Activities", "(Millions) 2018 2017 2016")."""
@@ -141,6 +149,19 @@ def _is_header_row(text: str) -> bool:
     dated = bool(_MONTH.search(text))  # "December 31, 2018": the day is a header word, not a figure
     return all(_YEARISH.match(t) or (dated and re.fullmatch(r"\d{1,2},?", t)) for t in nums) and (
         bool(nums) or (_is_label(text) and not _PROSE_END.search(text)))
+
+
+#: the words of a period column header ("Years Ended December 31,", "Three Months Ended", "At December 31:")
+_PERIOD_WORDS = re.compile(r"(?:years?|months?|weeks?|quarters?|fiscal|ended|ending|as|at|of|for|the|and|three|six|"
+                           r"nine|twelve|fifty-two|fifty-three|\d{1,2}|(?:19|20)\d\d)", re.IGNORECASE)
+
+
+def _is_period_header(text: str) -> bool:
+    """A column header that only names periods ("Years Ended December 31,", "December 31,"): the head of
+    the table below it, never a section heading (which would replace the statement's title)."""
+    words = [w.strip(",.:;()*") for w in text.split()]
+    return bool(_MONTH.search(text) or _PERIODISH.search(text)) and all(
+        not w or _MONTH.fullmatch(w) or _PERIOD_WORDS.fullmatch(w) for w in words)
 
 
 def is_slide_deck(pages: list[Page]) -> bool:
@@ -188,7 +209,7 @@ def _heading_level(line: Line, style: _Style, outline_level: int | None) -> int 
         # a bold run-in title ends with a period ("Selected Financial Data."); a sentence has more words
         if not (line.bold and text.endswith(".") and len(text.split()) <= 8 and text.count(". ") == 0):
             return None
-    if not strong or _is_tabular(text):
+    if not strong or _is_tabular(text) or _is_period_header(text):
         return None
     # levels 1 and 2 belong to PART and Item: every other heading sits below them
     numbered = _NUMBERED_HEADING.match(text)
@@ -428,13 +449,30 @@ def _page_blocks(page: Page, style: _Style, outline: dict, heading_stack: list, 
         return Block(kind=kind, text=text, pages=[page.number], heading_path=path(),
                      char_start=base + start, char_end=base + end, **extra)
 
+    carried: dict | None = None  # column headers with no figures under them yet (see flush)
+
+    def emit_carried():
+        nonlocal carried
+        if carried:  # no table came under the header: it stays as text
+            blocks.append(make("paragraph", carried["header"], carried["start"], carried["start"]))
+        carried = None
+
     def flush():
-        nonlocal cur
+        nonlocal cur, carried
         if cur and cur["lines"]:
+            if cur["kind"] == "table" and not any(_is_tabular(r) and not _is_header_row(r) for r in cur["lines"]):
+                # a header alone ("April 30, January 29," / "2023 2023"), a gap, then the rows: it heads
+                # the next table instead of standing as a table of its own
+                emit_carried()
+                carried = {"caption": cur["caption"], "header": list(cur["header"]) + cur["lines"], "start": cur["start"]}
+                cur = None
+                return
+            if cur["kind"] != "table":
+                emit_carried()
             if cur["kind"] == "table":
                 # label lines after the last row belong to what follows, not to the table
                 rows = cur["lines"]
-                last = max((i for i, r in enumerate(rows) if _is_tabular(r)), default=len(rows) - 1)
+                last = max((i for i, r in enumerate(rows) if _is_row(r)), default=len(rows) - 1)
                 tail = rows[last + 1:]
                 rows = rows[:last + 1]
                 header = list(cur["header"])
@@ -470,6 +508,10 @@ def _page_blocks(page: Page, style: _Style, outline: dict, heading_stack: list, 
             caption = blocks[-1].text
         elif not blocks and heading_stack and heading_stack[-1][2] == page.number:
             caption = heading_stack[-1][1]
+        nonlocal carried
+        if carried:
+            caption, header = carried["caption"] or caption, carried["header"] + header
+            carried = None
         return caption, header
 
     for line in lines:
@@ -497,6 +539,7 @@ def _page_blocks(page: Page, style: _Style, outline: dict, heading_stack: list, 
             level = None  # a bold subtotal label inside a table is a row, not a section
         if level is not None:
             flush()
+            emit_carried()
             last = blocks[-1] if blocks else None
             # a heading wrapped over two lines (same style, no gap) extends the previous one
             if (last is not None and last.kind == "heading" and prev is not None and prev_heading
@@ -519,7 +562,7 @@ def _page_blocks(page: Page, style: _Style, outline: dict, heading_stack: list, 
             prev, prev_heading = line, True
             continue
         prev_heading = False
-        tabular = _is_tabular(text)
+        tabular = _is_row(text)
         kind = "list" if _BULLET.match(text) and not tabular else "table" if tabular else "paragraph"
         new_block = cur is None
         if cur is not None and prev is not None:
@@ -543,8 +586,10 @@ def _page_blocks(page: Page, style: _Style, outline: dict, heading_stack: list, 
             if kind == "table":
                 caption, header = table_context()
                 if not caption and not header and cur is None and previous and previous[-1].kind == "table" \
-                        and previous[-1].heading_path == path() and previous[-1].pages[-1] == page.number - 1:
-                    # a table continued from the previous page repeats its title and header
+                        and previous[-1].heading_path == path() and previous[-1].pages[-1] == page.number - 1 \
+                        and not _is_header_row(text):
+                    # a table continued from the previous page repeats its title and header (one that
+                    # opens with its own column header is a new table)
                     caption, header = previous[-1].caption, list(previous[-1].header)
                 flush()
                 cur = {"kind": "table", "lines": [], "start": start, "caption": caption, "header": header}
@@ -555,6 +600,7 @@ def _page_blocks(page: Page, style: _Style, outline: dict, heading_stack: list, 
         cursor = start + len(line.text)
         prev = line
     flush()
+    emit_carried()
     return blocks
 
 

@@ -324,9 +324,12 @@ class Collection:
         from tqdm.auto import tqdm
 
         bar = getattr(self, "_ocr_bar", None)
-        if bar is None or bar.desc != f"OCR {doc[:30]}":
+        # the file is tracked here: a disabled tqdm (TQDM_DISABLE, no terminal) keeps no desc
+        if bar is None or getattr(self, "_ocr_bar_doc", None) != doc:
             self._close_ocr_bar()
-            bar = self._ocr_bar = tqdm(total=total, desc=f"OCR {doc[:30]}", unit="page", leave=False, delay=2.0)
+            bar = self._ocr_bar = tqdm(total=total, desc=f"OCR {doc[:30]}", unit="page", leave=False, delay=2.0,
+                                       disable=bar_disable(progress))
+            self._ocr_bar_doc = doc
         bar.update(done - bar.n)
         if done >= total:
             self._close_ocr_bar()
@@ -667,7 +670,10 @@ class Collection:
         name = self.store.manifest.get("lexical", {}).get("bm25", {}).get("tokenizer", DEFAULT_LEXICAL_TOKENIZER)
 
         def build(ids: np.ndarray, docs: list[str], hashes: list[str], toks: dict) -> DocumentIndex:
-            return DocumentIndex.build(docs, [toks[h] for h in hashes])
+            tok = get_tokenizer(name)
+            titles = {d.doc: d.title or Path(d.doc).stem for d in self.store.documents()}
+            return DocumentIndex.build(docs, [toks[h] for h in hashes],
+                                       title_tokens=[tok(titles.get(d, "")) for d in dict.fromkeys(docs)])
 
         self._doc_index, _ = self._load_or_build(self._derived("lexical", "documents"), name, self._doc_index,
                                                  DocumentIndex.load, build)
@@ -684,7 +690,7 @@ class Collection:
             titles: dict[tuple[str, int], list[str]] = {}
             tabled: set[tuple[str, int]] = set()
             for _, c, _ in self.store.iter_chunks():
-                heads = [ln for ln in c.text.split("\n", 4)[:4] if len(ln) <= 110 and not ln.rstrip().endswith(".")]
+                heads = [ln for ln in c.text.split("\n", 4)[:4] if len(ln) <= 160 and not ln.rstrip().endswith(".")]
                 for pg in c.pages:
                     titles.setdefault((c.doc, pg), []).extend(heads)
                     if "table" in c.kinds:

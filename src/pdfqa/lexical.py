@@ -222,22 +222,34 @@ def _l2_rows(m):
 
 
 class DocumentIndex:
-    """BM25 over whole documents (the tokens of all a document's chunks together): which *document* a
-    query is about. Company names, product names, course titles and dates separate documents far
-    better than they separate chunks, most of which never repeat them (a 10-Q's chunks rarely say
-    "Apple"). ``hybrid`` fuses it as a document prior (:mod:`pdfqa.retrieval`).
+    """BM25 over whole documents (the tokens of all a document's chunks together) and over their titles:
+    which *document* a query is about. Company names, product names, course titles and dates separate
+    documents far better than they separate chunks, most of which never repeat them (a 10-Q's chunks
+    rarely say "Apple"); a title ("3M COMPANY, Form 10-K, fiscal year ended December 31, 2018") names
+    the company and the period in a handful of words where the whole text names every year it compares.
+    ``hybrid`` fuses it as a document prior (:mod:`pdfqa.retrieval`).
 
-    >>> idx = DocumentIndex.build(["a.pdf", "a.pdf", "b.pdf"], [["apple", "sales"], ["margin"], ["intel", "sales"]])
+    >>> idx = DocumentIndex.build(["a.pdf", "a.pdf", "b.pdf"], [["apple", "sales"], ["margin"], ["intel", "sales"]],
+    ...                           title_tokens=[["apple", "2018"], ["intel", "2019"]])
     >>> idx.ranks(["apple", "margin"])
     {'a.pdf': 1}
+    >>> idx.ranks(["sales", "2019"], source="title")
+    {'b.pdf': 1}
+    >>> idx.ranks(["sales", "2019"], source="both")
+    {'b.pdf': 1, 'a.pdf': 2}
     >>> idx.chunks_per_doc
     1.5
     """
 
     tokenizer_key = ""
+    #: sources a ranking can come from: the whole text, the titles, or their reciprocal-rank fusion
+    SOURCES = ("text", "title", "both")
 
-    def __init__(self, bm25: BM25Index, docs: list[str], n_chunks: int, generation: int = 0):
+    def __init__(self, bm25: BM25Index, docs: list[str], n_chunks: int, generation: int = 0,
+                 title_tokens: list[list[str]] | None = None):
         self.bm25, self.docs, self.n_chunks, self.generation = bm25, docs, n_chunks, generation
+        self.title_tokens = title_tokens if title_tokens is not None else [[] for _ in docs]
+        self._titles: BM25Index | None = None
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -247,22 +259,39 @@ class DocumentIndex:
         return self.n_chunks / len(self.docs) if self.docs else 0.0
 
     @classmethod
-    def build(cls, chunk_docs: list[str], token_lists: list[list[str]], generation: int = 0) -> "DocumentIndex":
+    def build(cls, chunk_docs: list[str], token_lists: list[list[str]], generation: int = 0,
+              title_tokens: list[list[str]] | None = None) -> "DocumentIndex":
+        """``title_tokens``: each document's title, tokenized, in the order documents first appear in
+        ``chunk_docs``."""
         docs = list(dict.fromkeys(chunk_docs))
         pos = {d: i for i, d in enumerate(docs)}
         bags: list[list[str]] = [[] for _ in docs]
         for d, toks in zip(chunk_docs, token_lists):
             bags[pos[d]].extend(toks)
-        return cls(BM25Index.build(np.arange(len(docs), dtype=np.int64), bags), docs, len(chunk_docs), generation)
+        return cls(BM25Index.build(np.arange(len(docs), dtype=np.int64), bags), docs, len(chunk_docs), generation,
+                   title_tokens)
 
-    def ranks(self, tokens: list[str], k: int | None = None) -> dict[str, int]:
-        """Document → 1-based rank for the documents that match ``tokens`` at all (best first)."""
-        ids, _ = self.bm25.search(tokens, k or len(self.docs))
+    def _title_index(self) -> BM25Index:
+        if self._titles is None:  # a few words per document: built in memory on first use
+            self._titles = BM25Index.build(np.arange(len(self.docs), dtype=np.int64), self.title_tokens)
+        return self._titles
+
+    def ranks(self, tokens: list[str], k: int | None = None, source: str = "text") -> dict[str, int]:
+        """Document → 1-based rank for the documents that match ``tokens`` at all (best first), by BM25
+        over their whole text, their titles, or the RRF of both (k=20, as the page priors' "both")."""
+        if source not in self.SOURCES:
+            raise ValueError(f"document ranking source {source!r}: one of {', '.join(self.SOURCES)}")
+        n = k or len(self.docs)
+        if source == "both":
+            a, b = self.ranks(tokens, None, "text"), self.ranks(tokens, None, "title")
+            fused = sorted(set(a) | set(b), key=lambda d: -(1 / (20 + a.get(d, 1e9)) + 1 / (20 + b.get(d, 1e9))))
+            return {d: r for r, d in enumerate(fused[:n], 1)}
+        ids, _ = (self.bm25 if source == "text" else self._title_index()).search(tokens, n)
         return {self.docs[i]: r for r, i in enumerate(ids, 1)}
 
     def save(self, path: Path, meta: dict) -> None:
         self.bm25.generation = self.generation
-        self.bm25.save(path, {**meta, "docs": self.docs, "n_chunks": self.n_chunks})
+        self.bm25.save(path, {**meta, "docs": self.docs, "n_chunks": self.n_chunks, "title_tokens": self.title_tokens})
 
     @classmethod
     def load(cls, path: Path) -> "DocumentIndex":
@@ -274,7 +303,9 @@ class DocumentIndex:
             raise CollectionError(f"{path}: not a document index ({e})") from e
         if len(docs) != len(bm25):
             raise CollectionError(f"{path}: {len(docs)} document names for {len(bm25)} rows")
-        idx = cls(bm25, docs, n_chunks, bm25.generation)
+        titles = meta.get("title_tokens")
+        # saved before titles were ranked: generation -1 makes the collection rebuild it (derived data)
+        idx = cls(bm25, docs, n_chunks, bm25.generation if titles is not None else -1, titles)
         idx.tokenizer_key = bm25.tokenizer_key
         return idx
 
@@ -353,8 +384,10 @@ class PageIndex:
 
     def save(self, path: Path, meta: dict) -> None:
         self.bm25.generation = self.generation
+        from .statements import RULES_VERSION
+
         self.bm25.save(path, {**meta, "pages": [[d, p] for d, p in self.pages], "chunk_ids": self.chunk_ids,
-                              "statements": self.statements})
+                              "statements": self.statements, "statement_rules": RULES_VERSION})
 
     @classmethod
     def load(cls, path: Path) -> "PageIndex":
@@ -367,8 +400,12 @@ class PageIndex:
             raise CollectionError(f"{path}: not a page index ({e})") from e
         if len(pages) != len(bm25) or len(chunk_ids) != len(pages):
             raise CollectionError(f"{path}: {len(pages)} page names for {len(bm25)} rows")
+        from .statements import RULES_VERSION
+
         stmts = meta.get("statements")  # absent in page indexes saved before statement pages existed
-        idx = cls(bm25, pages, chunk_ids, bm25.generation,
+        # statement pages found by other rules: generation -1 makes the collection rebuild it (derived data)
+        current = meta.get("statement_rules") == RULES_VERSION
+        idx = cls(bm25, pages, chunk_ids, bm25.generation if current else -1,
                   [list(x) for x in stmts] if isinstance(stmts, list) and len(stmts) == len(pages) else None)
         idx.tokenizer_key = bm25.tokenizer_key
         return idx

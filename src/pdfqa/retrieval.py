@@ -42,6 +42,9 @@ DOC_RRF_K = 5
 #: the document prior takes part only where documents have at least this many chunks on average
 DOC_PRIOR_MIN_CHUNKS = 2.0
 DOC_PRIOR = "doc-bm25"
+#: what the document prior ranks documents by: BM25 over their whole text, over their titles, or the
+#: RRF of both (see :class:`~pdfqa.lexical.DocumentIndex`); chosen with the weights
+DOC_PRIOR_SOURCE = "title"
 #: the page priors (dense: mean chunk vector per page; BM25 over whole pages); their RRF constant, and
 #: how many of the best pages bring their chunks into the candidates (bringing in none or three gave the
 #: same figures on every set); they take part only where pages hold this many chunks on average (not in
@@ -56,6 +59,10 @@ PAGE_PRIOR_MIN_CHUNKS = 1.5
 #: question's line items are read from, of the documents the document index ranks best
 STATEMENT_PRIOR = "statements"
 STATEMENT_DOCS = 3
+#: `hybrid` ranks each page's best chunk before any page's second one (0: off): the top hits then cover
+#: more pages, each page its own piece of evidence; a page's first chunk never ranks lower for it, so hit
+#: and MRR over pages and documents can only rise; chosen with the weights
+HYBRID_PER_PAGE = 1
 PRIORS = (DOC_PRIOR, PAGE_PRIOR, PAGE_DENSE_PRIOR, STATEMENT_PRIOR)
 HYBRID_PRIORS = [DOC_PRIOR, PAGE_DENSE_PRIOR, STATEMENT_PRIOR]
 
@@ -145,10 +152,11 @@ class DocumentPrior:
 
     name = DOC_PRIOR
 
-    def __init__(self, collection, k_doc: int = DOC_RRF_K, min_chunks: float = DOC_PRIOR_MIN_CHUNKS):
+    def __init__(self, collection, k_doc: int = DOC_RRF_K, min_chunks: float = DOC_PRIOR_MIN_CHUNKS,
+                 source: str = DOC_PRIOR_SOURCE):
         from .text.tokenize import get_tokenizer
 
-        self.collection, self.k_doc, self.min_chunks = collection, k_doc, min_chunks
+        self.collection, self.k_doc, self.min_chunks, self.source = collection, k_doc, min_chunks, source
         self.collection.document_index()  # built (and saved) now, not on the first query
         self._tok = get_tokenizer(collection.store.manifest.get("lexical", {}).get("bm25", {})
                                   .get("tokenizer", "default"))
@@ -160,7 +168,7 @@ class DocumentPrior:
     def ranks(self, query: str) -> dict[str, int]:
         """Document → 1-based rank for ``query`` ({} where the prior does not take part)."""
         idx = self.collection.document_index()
-        return idx.ranks(self._tok(query)) if idx.chunks_per_doc >= self.min_chunks else {}
+        return idx.ranks(self._tok(query), source=self.source) if idx.chunks_per_doc >= self.min_chunks else {}
 
 
 class PagePrior:
@@ -248,15 +256,19 @@ class StatementPrior:
     def active(self) -> bool:
         return self.collection.page_index().has_statements
 
-    def ranks(self, query: str) -> dict[tuple[str, int], int]:
-        """Statement page → the rank of its document, for the statements ``query`` needs ({} otherwise)."""
+    def ranks(self, query: str, doc_ranks: dict[str, int] | None = None) -> dict[tuple[str, int], int]:
+        """Statement page → the rank of its document, for the statements ``query`` needs ({} otherwise).
+        ``doc_ranks``: the document prior's ranking of this query, when the fusion has one already."""
         from .statements import question_statements
 
         idx = self.collection.page_index()
         kinds = question_statements(query) if idx.has_statements else []
         if not kinds:
             return {}
-        docs = self.collection.document_index().ranks(self._tok(query), self.n_docs)
+        if doc_ranks:
+            docs = {d: r for d, r in doc_ranks.items() if r <= self.n_docs}
+        else:
+            docs = self.collection.document_index().ranks(self._tok(query), self.n_docs, source=DOC_PRIOR_SOURCE)
         return {pg: docs[pg[0]] for pg in idx.statement_pages(kinds, list(docs))}
 
     def candidate_rows(self, ranks: dict[tuple[str, int], int]) -> list[int]:
@@ -277,8 +289,8 @@ class FusionRetriever(Retriever):
     A :class:`DocumentPrior` part adds ``w / (k_doc + rank of the chunk's document)`` to every candidate."""
 
     def __init__(self, parts: list, weights: list[float] | None = None, k_rrf: int = RRF_K,
-                 depth: int = 50, name: str = ""):
-        self.parts = parts
+                 depth: int = 50, name: str = "", per_page: int = 0):
+        self.parts, self.per_page = parts, per_page
         self.weights = weights or [1.0] * len(parts)
         if len(self.weights) != len(parts):
             raise ValueError(f"{len(self.weights)} fusion weights for {len(parts)} retrievers")
@@ -306,12 +318,13 @@ class FusionRetriever(Retriever):
         if not chunks:
             return []
         opts: dict = {}
+        doc_ranks = priors["doc"][0].ranks(query) if "doc" in priors else {}
         for kind, (ranks_key, w_key, k_key, members_key) in (("page", ("page_ranks", "w_page", "k_page", "page_members")),
                                                             ("stmt", ("stmt_ranks", "w_stmt", "k_stmt", "stmt_members"))):
             if kind not in priors:
                 continue
             prior, w = priors[kind]
-            ranks = prior.ranks(query)
+            ranks = prior.ranks(query, doc_ranks) if kind == "stmt" else prior.ranks(query)
             if not ranks:
                 continue
             # the chunks of the prior's pages join the candidates (loaded only when new)
@@ -326,15 +339,15 @@ class FusionRetriever(Retriever):
                         members[(c.doc, pg)].append(cid)
             opts.update({ranks_key: ranks, w_key: w, k_key: prior.k_page if kind == "page" else prior.k_doc,
                          members_key: members})
-        if "doc" in priors:
+        if doc_ranks:
             prior, w = priors["doc"]
-            ranks = prior.ranks(query)
-            if ranks:
-                opts.update(doc_ranks=ranks, w_doc=w, k_doc=prior.k_doc)
+            opts.update(doc_ranks=doc_ranks, w_doc=w, k_doc=prior.k_doc)
         fused = fuse_scores(rankings, weights, self.k_rrf, doc_of={cid: c.doc for cid, c in chunks.items()},
                             pages_of={cid: c.pages for cid, c in chunks.items()}, **opts)
-        best = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
-        return [Hit(chunk=chunks[cid], score=round(s, 6), retriever=self.name) for cid, s in best]
+        ranked = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])]
+        if self.per_page:
+            ranked = spread_pages(ranked, {cid: (c.doc, c.pages[0]) for cid, c in chunks.items()}, self.per_page)
+        return [Hit(chunk=chunks[cid], score=round(fused[cid], 6), retriever=self.name) for cid in ranked[:k]]
 
 
 def fuse_scores(rankings: list[list], weights: list[float], k_rrf: int = RRF_K, *, doc_of: dict | None = None,
@@ -428,7 +441,9 @@ def get_retriever(collection, spec: str | None = None, *, weights: list[float] |
         weights = list(HYBRID_WEIGHTS)
     if all(isinstance(b, _PRIOR_TYPES) for b in built):
         raise _prior_alone()
-    r: Retriever = built[0] if len(built) == 1 else FusionRetriever(built, weights, k_rrf, name=head)
+    hybrid = head == "hybrid" or head.startswith("hybrid:")
+    r: Retriever = built[0] if len(built) == 1 else FusionRetriever(built, weights, k_rrf, name=head,
+                                                                    per_page=HYBRID_PER_PAGE if hybrid else 0)
     for name, arg in post:
         if name == "rerank":
             if not arg:
@@ -446,6 +461,23 @@ def __getattr__(name: str) -> Any:
 
         return CollectionRetriever
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def spread_pages(ranked: list, page_of: dict, per_page: int = 1) -> list:
+    """``ranked`` reordered so that each page's first ``per_page`` chunks come before any page's next
+    ones (order kept within each group): the best hits cover more pages. A page's first chunk never moves
+    down, so hit@k and MRR over pages and documents can only rise.
+
+    >>> spread_pages(["a1", "a2", "b1", "a3", "c1"], {"a1": 1, "a2": 1, "a3": 1, "b1": 2, "c1": 3})
+    ['a1', 'b1', 'c1', 'a2', 'a3']
+    """
+    seen: dict = {}
+    first, rest = [], []
+    for key in ranked:
+        page = page_of[key]
+        seen[page] = seen.get(page, 0) + 1
+        (first if seen[page] <= per_page else rest).append(key)
+    return first + rest
 
 
 def rrf_scores(rankings: list[list], weights: list[float] | None = None, k_rrf: int = RRF_K) -> dict:
@@ -493,5 +525,5 @@ def add_document_prior(scores: dict, doc_of: dict, doc_ranks: dict[str, int], we
     return scores
 
 
-__all__ = ["add_document_prior", "add_page_prior", "fuse_scores", "CollectionRetriever", "DenseRetriever", "DocumentPrior", "PagePrior", "DensePagePrior", "StatementPrior", "FusionRetriever", "LexicalRetriever", "MMRRetriever",
+__all__ = ["add_document_prior", "add_page_prior", "fuse_scores", "spread_pages", "CollectionRetriever", "DenseRetriever", "DocumentPrior", "PagePrior", "DensePagePrior", "StatementPrior", "FusionRetriever", "LexicalRetriever", "MMRRetriever",
            "RerankRetriever", "Retriever", "get_retriever", "parse_spec", "part_kind", "rrf_scores", "np"]

@@ -14,6 +14,8 @@ both; it takes part only in collections that hold statement pages.
 ['balance', 'income']
 >>> page_statements(["Item 8.", "3M Company and Subsidiaries Consolidated Statement of Cash Flows"])
 ['cash_flow']
+>>> page_statements(["NOTE 7. Supplemental Balance Sheet Information", "Consolidated Balance Sheets 58"])
+[]
 """
 from __future__ import annotations
 
@@ -21,15 +23,28 @@ import re
 
 #: the primary statements
 KINDS = ("balance", "income", "cash_flow")
+#: bumped when the rules below change which pages are statement pages: page indexes saved under another
+#: version are rebuilt (1: any title mention; 2: the statement's own title at the head of the page)
+RULES_VERSION = 2
 
 _OF = r"statements?\s+of\s+(?:consolidated\s+)?"
-#: statement titles as filings print them (captions and headings of the statement pages)
+#: the primary statements' titles as filings print them at the head of the statement's page: "Consolidated"
+#: opens the line or follows the company's name ("3M Company and Subsidiaries Consolidated Statement of
+#: Income", "CONSOLIDATED BALANCE SHEETS", "Consolidated Statements of Cash Flows Corning Incorporated and
+#: Subsidiary Companies"); comprehensive income is its own statement, not the income statement
+_LEAD = (r"(?:^|\b(?:subsidiaries|companies|compan(?:y|ies)|inc\.?|incorporated|corporation|corp\.?|co\.|"
+         r"plc|ltd\.?|limited|llc|n\.v\.|s\.a\.|ag)\s*[,:–—-]?\s+)(?:condensed\s+)?consolidated\s+")
 _TITLES = {
-    "balance": re.compile(r"balance\s+sheets?|" + _OF + r"(?:financial\s+(?:position|condition)|condition)\b", re.I),
-    "income": re.compile(_OF + r"(?:operations|income|earnings|comprehensive\s+(?:income|loss))|income\s+statements?|"
-                         r"profit\s+and\s+loss", re.I),
-    "cash_flow": re.compile(_OF + r"cash\s+flows?|cash\s+flows?\s+statements?", re.I),
+    "balance": re.compile(_LEAD + r"(?:balance\s+sheets?|" + _OF + r"(?:financial\s+(?:position|condition)|condition))\b",
+                          re.I),
+    "income": re.compile(_LEAD + r"(?:" + _OF + r"(?:operations|income|earnings)|income\s+statements?)\b",
+                         re.I),
+    "cash_flow": re.compile(_LEAD + r"(?:" + _OF + r"cash\s+flows?|cash\s+flows?\s+statements?)\b", re.I),
 }
+#: not a statement's own title: a contents entry ("Consolidated Balance Sheets 58"), a sentence's tail or a
+#: label ("... consolidated balance sheet (in millions):")
+_NOT_TITLE = re.compile(r"\s\d{1,3}$|:$")
+
 
 #: what a question names: the statement itself, or a line item / metric read from it
 _ASKS = {
@@ -57,10 +72,13 @@ def question_statements(question: str) -> list[str]:
 
 
 def page_statements(titles: list[str]) -> list[str]:
-    """The statements a page holds, from its headings and table captions. An index page listing
-    every statement ("Consolidated Balance Sheets 58 / Statements of Income 59 / ...") holds none."""
-    found = [k for k in KINDS if any(_TITLES[k].search(t) for t in titles)]
+    """The primary statements a page holds, from the title lines at the head of its chunks (headings and
+    table captions). The notes that mention a statement ("NOTE 7. Supplemental Balance Sheet
+    Information", "amounts recognized in the consolidated balance sheets:") hold none, nor does an index
+    page listing every statement ("Consolidated Balance Sheets 58 / Statements of Income 59 / ...")."""
+    lines = [t.strip() for t in titles if not _NOT_TITLE.search(t.strip())]
+    found = [k for k in KINDS if any(_TITLES[k].search(t) for t in lines)]
     return [] if len(found) == len(KINDS) else found
 
 
-__all__ = ["KINDS", "page_statements", "question_statements"]
+__all__ = ["KINDS", "RULES_VERSION", "page_statements", "question_statements"]

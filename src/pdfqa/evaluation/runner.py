@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -45,6 +46,9 @@ def open_pool(workdir: str | Path, *, pdfs: str | Path | None = None, corpus: st
         report = col.index([src], progress=progress)
         if not report.ok:
             raise PdfqaError(f"{src}: no PDF could be indexed: " + "; ".join(f.error or "" for f in report.failed[:5]))
+        for f in report.failed:  # the run goes on without it, and says so: its questions score as misses
+            print(f"pdfqa eval: {f.doc} was not indexed ({f.error}); questions on it count as misses",
+                  file=sys.stderr)
     else:
         col.add_passages(load_corpus(src), progress=progress)
     return col

@@ -507,6 +507,7 @@ class _Helper:
             self.proc.wait(timeout=5)
         except Exception:
             pass
+        self._close_pipes()
 
     def close(self) -> None:
         try:
@@ -514,6 +515,14 @@ class _Helper:
             self.proc.wait(timeout=5)
         except Exception:
             self.kill()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except Exception:
+                pass
 
 
 class OcrWorkers:
@@ -571,7 +580,10 @@ class OcrWorkers:
                         self._fail(h, on_result, f"OCR took longer than {timeout_s:.0f}s (stopped)")
 
     def _alive(self) -> list[_Helper]:
-        self.helpers = [h for h in self.helpers if h.proc.poll() is None or h.task is not None]
+        gone = [h for h in self.helpers if h.proc.poll() is not None and h.task is None]
+        for h in gone:
+            h.close()  # its pipes, not left to the garbage collector
+        self.helpers = [h for h in self.helpers if h not in gone]
         while len(self.helpers) < self.n:
             self.helpers.append(_Helper())
         return self.helpers
