@@ -145,3 +145,28 @@ def test_pages_without_tables_and_slides_get_no_table_blocks():
     blocks = build_blocks(read_pdf(SLIDES))
     assert {b.kind for b in blocks} == {"slide"}
     assert len(blocks) == len(read_pdf(SLIDES).pages) - 0 or len(blocks) > 25
+
+
+@pytest.mark.slow
+def test_a_table_continued_on_the_next_page_repeats_its_header():
+    """Walmart's store counts by state (10-K 2018, Item 2) run from page 27 onto page 28, which opens
+    with "Washington 52 10 6 — 68" and no header: its rows keep the column header and the section."""
+    chunks = chunk_document(read_pdf(data(FB + "WALMART_2018_10K.pdf")))
+    cont = [c for c in chunks if c.pages == [28] and "Washington 52 10 6" in c.text]
+    assert len(cont) == 1, [c.text[:80] for c in chunks if 28 in c.pages]
+    lines = cont[0].text.split("\n")
+    assert lines[0].startswith("State or Territory Supercenters")  # the header of page 27's table
+    assert lines.index("Washington 52 10 6 — 68") > 0 and "U.S. total 3,561 400 800 597 5,358" in lines
+    assert cont[0].heading_path[-1] == "ITEM 2. PROPERTIES"
+
+
+def test_a_period_header_alone_heads_the_next_table_not_a_table_of_its_own():
+    """NVIDIA's 10-Q (Note 10) prints "April 30, January 29," / "2023 2023" above each table with a gap
+    before its rows: the header goes with the rows; a table opening with its own header on a new page is
+    not taken for the previous page's table continued."""
+    blocks = [b for b in build_blocks(read_pdf(data("qa/sec10q/pdfs/2023 Q1 NVDA.pdf"))) if b.pages == [16]]
+    tables = [b for b in blocks if b.kind == "table"]
+    assert tables and all(b.text.split("\n")[0][0].isalpha() for b in tables)  # every table has rows
+    assert all(b.header[:2] == ["April 30, January 29,", "2023 2023"] for b in tables), [b.header for b in tables]
+    assert not any(b.text.strip() == "2023 2023" for b in blocks)
+    assert "Inventories: (In millions)" not in tables[0].header  # page 15's table, not continued here

@@ -10,7 +10,9 @@ Spec grammar (the same in the CLI, Python, evaluation reports):
   unit holds several chunks (never in a passage pool, where they would repeat a chunk ranking):
   ``page-dense`` ranks whole pages by the query's cosine to each page's mean chunk vector, ``page-bm25``
   by BM25 over the page's text; ``statements`` brings in the primary financial statement pages a
-  question's line items are read from (filings); ``doc-bm25`` ranks whole documents by BM25;
+  question's line items are read from (filings); ``doc-bm25`` ranks documents by BM25 over their titles
+  (:data:`DOC_PRIOR_SOURCE`; or their whole text); ``hybrid`` then ranks each page's best chunk before
+  any page's second one (:data:`HYBRID_PER_PAGE`);
 - stages after ``|``: ``rerank:<cross-encoder>`` re-scores the top candidates, ``mmr[:λ]`` picks
   diverse ones; ``rerank:<model>`` alone means ``hybrid|rerank:<model>``.
 
@@ -144,8 +146,9 @@ def _prior_alone() -> UnknownComponentError:
 
 
 class DocumentPrior:
-    """``doc-bm25``: ranks *documents* by BM25 over their whole text (see
-    :class:`~pdfqa.lexical.DocumentIndex`); in a fusion each candidate chunk gains
+    """``doc-bm25``: ranks *documents* by BM25 over their titles, their whole text or both (``source``,
+    default :data:`DOC_PRIOR_SOURCE`; see :class:`~pdfqa.lexical.DocumentIndex`); documents that match
+    nothing are not ranked and gain nothing. In a fusion each candidate chunk gains
     ``w / (k_doc + its document's rank)``. ``active`` is False where documents average fewer than
     :data:`DOC_PRIOR_MIN_CHUNKS` chunks (passage pools), since there it would only repeat ``bm25``;
     ``ranks`` is then empty."""
