@@ -139,13 +139,16 @@ def test_documents_are_told_by_their_titles(mmm_col):
     ("3M COMPANY, Form 10-K, fiscal year ended December 31, 2018")."""
     from pdfqa.retrieval import DOC_PRIOR_SOURCE, DocumentPrior
 
-    assert DOC_PRIOR_SOURCE == "title"
+    assert DOC_PRIOR_SOURCE == "both"  # titles and whole text, fused
     titles = {d.doc: d.title for d in mmm_col.documents()}
     assert "2018" in titles[MMM] and "LOCKHEED MARTIN" in titles[LMT].upper()
-    prior = DocumentPrior(mmm_col)
-    assert list(prior.ranks("What was Lockheed Martin's FY2021 net working capital?")) == [LMT]
-    assert list(prior.ranks("What is the FY2018 capital expenditure amount (in USD millions) for 3M?")) == [MMM]
-    assert prior.ranks("Who audits the statements?") == {}  # no title word: the prior stays out
+    by_title = DocumentPrior(mmm_col, source="title")
+    assert list(by_title.ranks("What was Lockheed Martin's FY2021 net working capital?")) == [LMT]
+    assert list(by_title.ranks("What is the FY2018 capital expenditure amount (in USD millions) for 3M?")) == [MMM]
+    assert by_title.ranks("Who audits the statements?") == {}  # no title word: titles rank nothing
+    both = DocumentPrior(mmm_col)
+    assert next(iter(both.ranks("What was Lockheed Martin's FY2021 net working capital?"))) == LMT
+    assert next(iter(both.ranks("What is the FY2018 capital expenditure amount (in USD millions) for 3M?"))) == MMM
 
 
 @pytest.mark.slow

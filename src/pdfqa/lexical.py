@@ -283,7 +283,9 @@ class DocumentIndex:
             raise ValueError(f"document ranking source {source!r}: one of {', '.join(self.SOURCES)}")
         n = k or len(self.docs)
         if source == "both":
-            a, b = self.ranks(tokens, None, "text"), self.ranks(tokens, None, "title")
+            # each side's best 1,000 (a document ranked lower gains almost nothing from a prior, and a
+            # collection of 10^5 documents must not sort them all per query)
+            a, b = self.ranks(tokens, 1000, "text"), self.ranks(tokens, 1000, "title")
             fused = sorted(set(a) | set(b), key=lambda d: -(1 / (20 + a.get(d, 1e9)) + 1 / (20 + b.get(d, 1e9))))
             return {d: r for r, d in enumerate(fused[:n], 1)}
         ids, _ = (self.bm25 if source == "text" else self._title_index()).search(tokens, n)
