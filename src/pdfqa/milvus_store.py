@@ -726,7 +726,10 @@ class MilvusStore:
 
     def cached_tokens(self, tokenizer: str, hashes: list[str]) -> dict[str, list[str]]:
         keys = {self._token_key(tokenizer, h): h for h in hashes}
-        rows = self._select_in(self.tokens_name, "key", list(keys), ["key", "value"])
+        if len(keys) > 10 * BATCH:  # a whole collection's (deriving BM25): one scan, not a filter per 500 keys
+            rows = [r for r in self._query_all(self.tokens_name, "", ["key", "value"]) if r["key"] in keys]
+        else:
+            rows = self._select_in(self.tokens_name, "key", list(keys), ["key", "value"])
         return {keys[r["key"]]: json.loads(r["value"]) for r in rows}
 
     def put_tokens(self, tokenizer: str, by_hash: dict[str, list[str]]) -> None:
