@@ -90,12 +90,12 @@ def _fill(col, vecs, tokens, per_doc=200):
 
 
 def _fill_milvus(col, vecs, tokens, per_doc=200):
-    """The rows ``_fill`` writes, in bulk: one insert per 25 documents (Milvus Lite 3.x takes seconds per
-    document write under load; the layout is the same as replace_document's, one token per document)."""
+    """The rows ``_fill`` writes, in bulk: 25 documents at a time, in inserts of ``BATCH`` rows as
+    replace_document makes them (the layout is the same as replace_document's, one token per document)."""
     import uuid
 
     from pdfqa.ingest import content_hash
-    from pdfqa.milvus_store import term_word
+    from pdfqa.milvus_store import BATCH, term_word
     from pdfqa.text.tokenize import cache_key
 
     store, spec = col.store, "e5-small"
@@ -121,7 +121,8 @@ def _fill_milvus(col, vecs, tokens, per_doc=200):
             docs.append({"doc": f"d{d}.pdf", "token": token, "_v": [0.0, 0.0],
                          "record": {"doc_hash": f"h{d}", "path": "", "bytes": 0, "pages": per_doc // 4,
                                     "chunks": per_doc, "skipped": [], "reader": "text", "indexed_at": 0.0}})
-        store.client.insert(store.name, rows)
+        for start in range(0, len(rows), BATCH):  # Milvus Lite's insert time grows faster than its size
+            store.client.insert(store.name, rows[start:start + BATCH])
         store.client.upsert(store.docs_name, docs)
         store.put_tokens(cache_key("default"), toks)
     store._bump()
@@ -136,7 +137,9 @@ def _rss_mb() -> float:
 
 
 def _du_mb(p: Path) -> float:
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 1e6
+    """Size of a file, or of a directory's files."""
+    files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files) / 1e6
 
 
 def query(args) -> None:

@@ -1,5 +1,6 @@
-"""The ``milvus`` backend on a real Milvus engine: Milvus Lite in-process (``milvus:PATH.db``) and the same
-engine as a gRPC server in another process (``milvus://127.0.0.1:PORT/NAME``)."""
+"""The ``milvus`` backend on a real Milvus engine: Milvus Lite (``milvus:PATH.db``: Milvus's C++ engine, which
+milvus-lite starts for this process over a local socket) and the same engine as a gRPC server on a TCP port
+(``milvus://127.0.0.1:PORT/NAME``)."""
 from __future__ import annotations
 
 import json
@@ -65,6 +66,29 @@ def test_mmr_and_info_work_over_milvus(milvus_col, built):
     info = milvus_col.info()
     n = built.store.count_chunks()
     assert info["n_chunks"] == n and info["embedders"]["e5-small"]["vectors"] == n
+
+
+def test_index_kinds_on_milvus_lite(milvus_col, built, tmp_path):
+    """Lite builds FLAT, IVF_FLAT and AUTOINDEX only: hnsw is its AUTOINDEX (same hits here), ivfpq is
+    refused before the manifest or the index change; a file name Lite cannot take is refused up front."""
+    from pdfqa import Collection
+    from pdfqa.errors import CollectionError
+
+    store = milvus_col.store
+    field = store.manifest["embedders"]["e5-small"]["milvus_field"]
+    with pytest.raises(CollectionError, match="ivfpq on a Milvus server"):
+        milvus_col.set_index_kind("ivfpq")
+    assert milvus_col.embedders["e5-small"].get("index", "flat") == "flat"
+    assert store.client.describe_index(store.name, field)["index_type"] == "FLAT"
+    try:
+        milvus_col.set_index_kind("hnsw")
+        assert store.client.describe_index(store.name, field)["index_type"] == "AUTOINDEX"
+        for q in QUESTIONS:
+            assert top(milvus_col, q, "e5-small") == top(built, q, "e5-small"), q
+    finally:
+        milvus_col.set_index_kind("flat")
+    with pytest.raises(CollectionError, match="Milvus Lite needs a file name"):
+        Collection.open(f"milvus:{tmp_path / 'my course.db'}", create=True)
 
 
 def test_incremental_changed_and_removed_documents(tmp_path, built):
@@ -177,8 +201,13 @@ def _free_port() -> int:
 
 
 def _server(data_dir, port):
-    proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host",
-                             "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Milvus's C++ engine (the binary milvus-lite ships) serving gRPC on ``port``, in its own process."""
+    from milvus_lite.server import BIN_PATH, Server
+
+    data_dir.mkdir(exist_ok=True)
+    args = [str(a) for a in Server(str(data_dir / "milvus.db"), address=f"127.0.0.1:{port}").args]
+    proc = subprocess.Popen(args, cwd=data_dir, env={**os.environ, "LD_LIBRARY_PATH": BIN_PATH},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     from pymilvus import MilvusClient
 
     deadline = time.time() + 90
@@ -191,12 +220,12 @@ def _server(data_dir, port):
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.5)
     proc.kill()
-    pytest.fail("the Milvus Lite server did not start")
+    pytest.fail("the Milvus server did not start")
 
 
 @pytest.mark.slow
 def test_a_server_collection_and_the_server_going_away_mid_batch(tmp_path, built):
-    """The CLI against ``milvus://`` (the Milvus Lite engine served over gRPC in another process): same
+    """The CLI against ``milvus://`` (Milvus's C++ engine served over gRPC on a TCP port): same
     hits as the local collection; the server killed after the first file: that file stays committed,
     the others are reported, and everything comes back when the server does."""
     from pdfqa import Collection

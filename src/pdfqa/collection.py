@@ -891,11 +891,13 @@ class Collection:
             raise UnknownComponentError("index kind", kind, list(INDEX_KINDS))
         spec = embedder or self.embedder_spec
         with self.store.write_lock():
-            self.check_embedder(spec)["index"] = kind
+            entry = self.check_embedder(spec)
+            if self.store.native_dense:  # the backend builds it first: a kind it lacks is refused, nothing changed
+                self.store.set_index_kind(spec, kind)
+            entry["index"] = kind
             self.store.save_manifest()
             self._indexes.pop(spec, None)
             if self.store.native_dense:
-                self.store.set_index_kind(spec, kind)
                 return
             ids, vecs = self.store.index_vectors(spec, self.embedders[spec]["dim"])
             idx = DenseIndex.build(ids, vecs, generation=self.store.generation, kind=kind)

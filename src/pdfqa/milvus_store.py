@@ -1,7 +1,8 @@
 """The ``milvus`` collection backend: the same records as :mod:`pdfqa.store`, kept in Milvus.
 
-``--collection milvus:PATH.db`` opens Milvus Lite (the engine embedded in this process, one data
-directory; ``milvus:PATH.db#NAME`` picks a collection name other than ``pdfqa``);
+``--collection milvus:PATH.db`` opens Milvus Lite (Milvus's C++ engine, which the milvus-lite package runs as a
+child process of this one over a local socket, its data in one file; ``milvus:PATH.db#NAME`` picks a
+collection name other than ``pdfqa``);
 ``--collection milvus://HOST:PORT/NAME`` a Milvus server or cluster (``milvus+https://`` for TLS),
 with the token from ``MILVUS_TOKEN``. Needs ``pip install 'pdfqa[milvus]'``.
 
@@ -15,17 +16,23 @@ One pdfqa collection ``NAME`` is four Milvus collections::
     NAME__meta     manifest (JSON), generation, pending (the write in flight, JSON or "")
     NAME__tokens   the lexical postings: a chunk's tokens under one tokenizer, by content hash
 
-Dense search runs in Milvus (:class:`MilvusDenseIndex`, FLAT/HNSW/IVF_PQ per ``--index-kind``), and
-on a server so does ``bm25`` (:class:`MilvusBM25Index`): each chunk row carries its tokens under pdfqa's own
+Dense search runs in Milvus (:class:`MilvusDenseIndex`, FLAT/HNSW/IVF_PQ per ``--index-kind``; Milvus Lite
+builds FLAT, IVF_FLAT and AUTOINDEX only, so ``hnsw`` is its AUTOINDEX there, an HNSW graph, and ``ivfpq``
+needs a server), and on a server so does ``bm25`` (:class:`MilvusBM25Index`): each chunk row carries its tokens under pdfqa's own
 tokenizer (MeCab content words, English stems) in the ``lex`` field, each token written as one
 letters-only word (a 64-bit hash in base 26) so that Milvus's ``standard`` analyzer passes it through
 unchanged; Milvus's BM25 function (k1=1.5, b=0.75 like bm25s) turns them into the sparse vectors
 ``lex_sparse``. Measured against pdfqa's BM25 on jsquad_valid and squad_expmrc this gives the same
 top-5 for every question, while Milvus's own analyzers on the raw text do not (benchmarks/README.md,
-"Milvus and Ray"). On Milvus Lite, whose BM25 runs in Python (seconds per query at 100k chunks),
-and for the other lexical indexes (TF-IDF, other tokenizers, the document prior), the index is derived
-from the tokens in ``NAME__tokens`` and held in memory by each process, rebuilt when the generation
-changes (bm25s: the ranking is the same either way).
+"Milvus and Ray"). On Milvus Lite, and for the other lexical indexes (TF-IDF, other tokenizers, the
+document prior), the index is derived from the tokens in ``NAME__tokens`` and held in memory by each
+process, rebuilt when the generation changes (bm25s: the ranking is the same either way): Lite serves
+one process, which needs the tokens for the document prior anyway, and its BM25 search costs a request
+of ~12 ms at 100k chunks where bm25s takes 1–4 ms in memory.
+
+Per query, a reader asks Milvus as little as it can: a dense search returns its hits' rows with it, rows
+and documents' hashes already seen are kept until the generation changes, and a reader re-reads the
+generation at most every ``READER_TTL_S``.
 
 Atomicity without transactions: a document's new chunk rows are written under a fresh random
 ``token``; the document row's token is the commit point (one upsert); the old rows are deleted after
@@ -34,8 +41,8 @@ either the old version or the new one visible, never a mix. While a write is in 
 ``pending`` record tells readers which document to check; the next writer finishes or undoes it
 (:meth:`MilvusStore._recover`).
 
-One writer at a time: Milvus Lite locks its data directory (one process per file; a second process
-gets a clear error); a server collection has no lock (Milvus has no compare-and-set), so run one
+One writer at a time: Milvus Lite locks its data file (one process per file; a second process gets
+a clear error); a server collection has no lock (Milvus has no compare-and-set), so run one
 ``pdfqa index`` per collection at a time.
 """
 from __future__ import annotations
@@ -65,10 +72,14 @@ DEFAULT_NAME = "pdfqa"
 #: Milvus caps VARCHAR fields at 65,535 bytes
 MAX_VARCHAR = 65535
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+#: what Milvus Lite accepts as its data file's name
+_LITE_FILE_RE = re.compile(r"^[A-Za-z0-9.\-_]{1,36}$")
 #: rows per insert/query request
 BATCH = 500
 #: a reader re-reads the generation at most this often (a writer knows its own)
 READER_TTL_S = 0.5
+#: chunk rows kept between queries (search hits, fetched rows) until the generation changes
+ROW_CACHE = 8192
 #: BM25 parameters of bm25s (pdfqa.lexical.BM25Index), so that Milvus's BM25 scores the same
 BM25_K1, BM25_B = 1.5, 0.75
 _CHUNK_COLUMNS = ("chunk_id", "doc", "doc_hash", "text")
@@ -103,6 +114,9 @@ def parse_location(location: str) -> tuple[str, str, Path | None]:
     name = name or DEFAULT_NAME
     _check_name(loc, name)
     p = Path(path).expanduser().resolve()
+    if not _LITE_FILE_RE.match(p.name):
+        raise CollectionError(f"{loc}: Milvus Lite needs a file name of at most 36 letters, digits, '.', '-' "
+                              f"or '_' (got {p.name!r})")
     return str(p), name, p
 
 
@@ -168,6 +182,9 @@ class MilvusStore:
         self._pending_vectors: dict[str, dict[str, np.ndarray]] = {}
         self._has_chunks: bool | None = None
         self._lock_file = None
+        self._cache_gen: int | None = None
+        self._rows: dict[int, dict] = {}  # row id -> chunk row (the _ROW fields), this generation's
+        self._doc_hash: dict[str, str] = {}  # document -> its hash, this generation's
         if not readonly:
             self._read_state(force=True)
 
@@ -209,7 +226,8 @@ class MilvusStore:
                 _no_retry_storm(client)
             client.list_collections()
         except Exception as e:  # noqa: BLE001 - pymilvus raises several types for one cause
-            if lite is not None and "lock" in str(e).lower():
+            # Milvus Lite refuses a file another process holds ("Open local milvus failed", it logs why)
+            if lite is not None and any(w in str(e).lower() for w in ("lock", "open local milvus failed")):
                 raise CollectionError(f"{location}: the Milvus Lite file is open in another process (Milvus Lite "
                                       f"serves one process per file; use a Milvus server for shared access)") from e
             where = lite or uri
@@ -446,19 +464,21 @@ class MilvusStore:
                      params={"bm25_k1": BM25_K1, "bm25_b": BM25_B})
         for spec, e in self.manifest["embedders"].items():
             s.add_field(e["milvus_field"], DataType.FLOAT_VECTOR, dim=int(e["dim"]))
-            ip.add_index(e["milvus_field"], **_index_params(e.get("index", "flat")))
+            ip.add_index(e["milvus_field"], **_index_params(e.get("index", "flat"), self.lite_path is not None))
         self.client.create_collection(self.name, schema=s, index_params=ip, consistency_level="Strong")
         self._has_chunks = True
 
     def set_index_kind(self, spec: str, kind: str) -> None:
-        """Rebuild ``spec``'s Milvus index as ``kind`` (flat → FLAT, hnsw → HNSW, ivfpq → IVF_PQ)."""
+        """Rebuild ``spec``'s Milvus index as ``kind`` (flat → FLAT, hnsw → HNSW, on Milvus Lite its AUTOINDEX,
+        ivfpq → IVF_PQ, refused on Lite before anything changes)."""
+        params = _index_params(kind, self.lite_path is not None)
         if not self._chunks_exist():
             return
         field = self.manifest["embedders"][spec]["milvus_field"]
         self.client.release_collection(self.name)
         self.client.drop_index(self.name, field)
         ip = self.client.prepare_index_params()
-        ip.add_index(field, **_index_params(kind))
+        ip.add_index(field, **params)
         self.client.create_index(self.name, ip)
         self.client.load_collection(self.name)
         self._bump()
@@ -612,15 +632,38 @@ class MilvusStore:
         meta = {k: v for k, v in (r.get("meta") or {}).items() if k in known}
         return Chunk(chunk_id=r["chunk_id"], doc=r["doc"], doc_hash=doc_hash.get(r["doc"], ""), text=r["text"], **meta)
 
+    def _fresh(self) -> None:
+        """Forget the rows and document hashes kept from earlier queries once the generation has moved."""
+        gen = self.generation
+        if gen != self._cache_gen:
+            self._rows.clear()
+            self._doc_hash.clear()
+            self._cache_gen = gen
+
+    def _remember(self, rows: list[dict]) -> None:
+        if len(self._rows) + len(rows) > ROW_CACHE:
+            self._rows.clear()
+        self._rows.update((int(r["id"]), r) for r in rows)
+
     def _doc_hashes(self, docs: set[str]) -> dict[str, str]:
-        return {r["doc"]: r["record"]["doc_hash"] for r in self._select_in(self.docs_name, "doc", list(docs), ["doc", "record"])}
+        self._fresh()
+        todo = [d for d in docs if d not in self._doc_hash]
+        for r in self._select_in(self.docs_name, "doc", todo, ["doc", "record"]) if todo else []:
+            self._doc_hash[r["doc"]] = r["record"]["doc_hash"]
+        return {d: self._doc_hash[d] for d in docs if d in self._doc_hash}
 
     _ROW = ["id", "chunk_id", "doc", "token", "ord", "content_hash", "text", "meta"]
 
     def chunks_by_rowid(self, ids: list[int]) -> dict[int, Chunk]:
+        """Chunks by row id: rows a search of this generation returned are not asked for again."""
         if not len(ids) or not self._chunks_exist():
             return {}
-        rows = self._visible(self.client.get(self.name, ids=[int(i) for i in dict.fromkeys(ids)], output_fields=self._ROW))
+        self._fresh()
+        want = [int(i) for i in dict.fromkeys(ids)]
+        todo = [i for i in want if i not in self._rows]
+        if todo:
+            self._remember(self.client.get(self.name, ids=todo, output_fields=self._ROW))
+        rows = self._visible([self._rows[i] for i in want if i in self._rows])
         hashes = self._doc_hashes({r["doc"] for r in rows})
         return {int(r["id"]): self._chunk(r, hashes) for r in rows}
 
@@ -683,7 +726,10 @@ class MilvusStore:
 
     def cached_tokens(self, tokenizer: str, hashes: list[str]) -> dict[str, list[str]]:
         keys = {self._token_key(tokenizer, h): h for h in hashes}
-        rows = self._select_in(self.tokens_name, "key", list(keys), ["key", "value"])
+        if len(keys) > 10 * BATCH:  # a whole collection's (deriving BM25): one scan, not a filter per 500 keys
+            rows = [r for r in self._query_all(self.tokens_name, "", ["key", "value"]) if r["key"] in keys]
+        else:
+            rows = self._select_in(self.tokens_name, "key", list(keys), ["key", "value"])
         return {keys[r["key"]]: json.loads(r["value"]) for r in rows}
 
     def put_tokens(self, tokenizer: str, by_hash: dict[str, list[str]]) -> None:
@@ -724,10 +770,13 @@ class MilvusStore:
         write take places."""
         limit = k
         while True:
+            # the hits' rows come with them: loading the hit chunks asks Milvus nothing more
             res = self.client.search(self.name, data=[data], anns_field=field, limit=limit,
-                                     output_fields=["doc", "token"], search_params=params)
-            hits = [{"id": h["id"], "score": h["distance"], **h["entity"]} for h in res[0]]
+                                     output_fields=self._ROW, search_params=params)
+            hits = [{**h["entity"], "id": h["id"], "score": h["distance"]} for h in res[0]]
             vis = self._visible(hits)
+            self._fresh()
+            self._remember([{k: h[k] for k in self._ROW} for h in vis])
             if len(vis) >= k or len(hits) < limit:
                 return vis[:k]
             limit *= 4
@@ -833,10 +882,17 @@ def term_word(token: str) -> str:
     return "".join(out) or "a"
 
 
-def _index_params(kind: str) -> dict:
+def _index_params(kind: str, lite: bool = False) -> dict:
+    """Milvus index parameters for a pdfqa index kind; Milvus Lite builds FLAT, IVF_FLAT and AUTOINDEX only:
+    its AUTOINDEX is an HNSW graph (M=18, efConstruction=240, chosen by Milvus), and IVF_PQ needs a server."""
     if kind == "hnsw":
+        if lite:
+            return {"index_type": "AUTOINDEX", "metric_type": "IP"}
         return {"index_type": "HNSW", "metric_type": "IP", "params": {"M": 32, "efConstruction": 80}}
     if kind == "ivfpq":
+        if lite:
+            raise CollectionError("Milvus Lite builds FLAT, IVF_FLAT and AUTOINDEX indexes only: use --index-kind "
+                                  "flat or hnsw (its AUTOINDEX, an HNSW graph) here, ivfpq on a Milvus server")
         return {"index_type": "IVF_PQ", "metric_type": "IP", "params": {"nlist": 1024, "m": 48, "nbits": 8}}
     return {"index_type": "FLAT", "metric_type": "IP"}
 
