@@ -47,8 +47,11 @@ def _assert_consistent(col_dir):
 def test_killed_mid_index_leaves_a_readable_collection(tmp_path, sig):
     col_dir = tmp_path / "col"
     batch = _batch()
+    # SIGINT back to its default in the child: a run started in the background of a non-interactive shell
+    # (nohup ... &) ignores SIGINT, which every child inherits, and the interrupt would never arrive
     proc = subprocess.Popen([sys.executable, "-m", "pdfqa.cli", "index", *map(str, batch), "-c", str(col_dir), "-q"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while _committed_docs(col_dir) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
