@@ -65,7 +65,7 @@ class SetRanks:
 
     def __init__(self, name: str, unit: str, col, items):
         from pdfqa.lexical import DocumentIndex
-        from pdfqa.retrieval import DensePagePrior, DocumentPrior, PagePrior, StatementPrior
+        from pdfqa.retrieval import DensePagePrior, DocumentPrior, PagePrior, StatementPrior, rrf_scores
         from pdfqa.text.tokenize import get_tokenizer
 
         self.name, self.unit, self.items = name, unit, items
@@ -91,9 +91,10 @@ class SetRanks:
         self.page_ranks = [page_prior.ranks(q, DEPTH) for q in qs]
         dense_pages = DensePagePrior(col)  # each page's mean chunk vector (nothing re-embedded)
         self.page_dense = [dense_pages.ranks(q, DEPTH) for q in qs]
-        self.page_both = [{pg: r for r, pg in enumerate(
-            sorted(set(a) | set(b), key=lambda pg: -(1 / (20 + a.get(pg, 1e9)) + 1 / (20 + b.get(pg, 1e9)))), 1)}
-            if a else {} for a, b in zip(self.page_ranks, self.page_dense)]
+        self.page_both = []
+        for a, b in zip(self.page_ranks, self.page_dense):
+            fused = rrf_scores([list(a), list(b)], k_rrf=20) if a else {}
+            self.page_both.append({pg: r for r, pg in enumerate(sorted(fused, key=lambda pg: -fused[pg]), 1)})
         self.doc_of, self.pages_of, self.page_key = {}, {}, {}
         for rid, c, _ in col.store.iter_chunks():
             self.doc_of[rid], self.pages_of[rid], self.page_key[rid] = c.doc, c.pages, (c.doc, c.pages[0])

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CollectionError, UnknownComponentError
+from .statements import RULES_VERSION, page_statements
 from .store import atomic_write_bytes, atomic_write_json
 
 LEXICAL_KINDS = ("bm25", "tfidf")
@@ -283,11 +284,13 @@ class DocumentIndex:
             raise ValueError(f"document ranking source {source!r}: one of {', '.join(self.SOURCES)}")
         n = k or len(self.docs)
         if source == "both":
+            from .retrieval import rrf_scores
+
             # each side's best 1,000 (a document ranked lower gains almost nothing from a prior, and a
-            # collection of 10^5 documents must not sort them all per query)
-            a, b = self.ranks(tokens, 1000, "text"), self.ranks(tokens, 1000, "title")
-            fused = sorted(set(a) | set(b), key=lambda d: -(1 / (20 + a.get(d, 1e9)) + 1 / (20 + b.get(d, 1e9))))
-            return {d: r for r, d in enumerate(fused[:n], 1)}
+            # collection of 10^5 documents must not sort them all per query); ties keep the text's order
+            fused = rrf_scores([list(self.ranks(tokens, 1000, "text")), list(self.ranks(tokens, 1000, "title"))],
+                               k_rrf=20)
+            return {d: r for r, d in enumerate(sorted(fused, key=lambda d: -fused[d])[:n], 1)}
         ids, _ = (self.bm25 if source == "text" else self._title_index()).search(tokens, n)
         return {self.docs[i]: r for r, i in enumerate(ids, 1)}
 
@@ -346,8 +349,6 @@ class PageIndex:
               generation: int = 0, page_titles: dict | None = None) -> "PageIndex":
         """``page_titles``: (document, page) → the headings and table captions on it, which tell
         statement pages (:func:`pdfqa.statements.page_statements`)."""
-        from .statements import page_statements
-
         pos: dict[tuple[str, int], int] = {}
         bags: list[list[str]] = []
         members: list[list[int]] = []
@@ -386,8 +387,6 @@ class PageIndex:
 
     def save(self, path: Path, meta: dict) -> None:
         self.bm25.generation = self.generation
-        from .statements import RULES_VERSION
-
         self.bm25.save(path, {**meta, "pages": [[d, p] for d, p in self.pages], "chunk_ids": self.chunk_ids,
                               "statements": self.statements, "statement_rules": RULES_VERSION})
 
@@ -402,8 +401,6 @@ class PageIndex:
             raise CollectionError(f"{path}: not a page index ({e})") from e
         if len(pages) != len(bm25) or len(chunk_ids) != len(pages):
             raise CollectionError(f"{path}: {len(pages)} page names for {len(bm25)} rows")
-        from .statements import RULES_VERSION
-
         stmts = meta.get("statements")  # absent in page indexes saved before statement pages existed
         # statement pages found by other rules: generation -1 makes the collection rebuild it (derived data)
         current = meta.get("statement_rules") == RULES_VERSION

@@ -591,15 +591,17 @@ class MilvusStore:
 
     # -------------------------------------------------------------- chunks, vectors, tokens
 
-    #: rows per page when reading whole collections: small fields in large pages; vectors and texts in
-    #: pages of ~2 MB (Milvus Lite 2.5 stalls for minutes on a 16,384-row page of 384-d vectors, measured)
+    #: rows per page when reading whole collections: rows of small fields in large pages; rows that carry a
+    #: vector, a text or JSON in pages of ~2 MB (Milvus Lite 2.5 stalls for minutes on a 16,384-row page of
+    #: 384-d vectors, measured)
     PAGE_ROWS, WIDE_PAGE_ROWS = 16384, 1000
+    _NARROW_FIELDS = frozenset({"id", "chunk_id", "doc", "token", "ord", "content_hash", "key"})
 
-    def _query_all(self, collection: str, expr: str, output: list[str], *, wide: bool = False) -> list[dict]:
-        """Every row matching ``expr`` (paged: Milvus caps one query's offset+limit); ``wide``: the rows
-        carry vectors or texts."""
+    def _query_all(self, collection: str, expr: str, output: list[str]) -> list[dict]:
+        """Every row matching ``expr`` (paged: Milvus caps one query's offset+limit)."""
         if collection == self.name and not self._chunks_exist():
             return []
+        wide = not self._NARROW_FIELDS.issuperset(output)
         it = self.client.query_iterator(collection, batch_size=self.WIDE_PAGE_ROWS if wide else self.PAGE_ROWS,
                                         filter=expr, output_fields=output)
         out: list[dict] = []
@@ -674,8 +676,7 @@ class MilvusStore:
 
     def iter_chunks(self, doc: str | None = None) -> Iterator[tuple[int, Chunk, str]]:
         """(row id, chunk, content hash) in document order."""
-        rows = self._visible(self._query_all(self.name, f"doc == {_q(doc)}" if doc is not None else "", self._ROW,
-                                             wide=True))
+        rows = self._visible(self._query_all(self.name, f"doc == {_q(doc)}" if doc is not None else "", self._ROW))
         rows.sort(key=lambda r: (r["doc"], r["ord"]))
         hashes = self._doc_hashes({r["doc"] for r in rows})
         for r in rows:
@@ -694,7 +695,7 @@ class MilvusStore:
 
     def chunk_pages(self) -> list[list[int]]:
         """The pages of every chunk, in row-id order (aligned with :meth:`chunk_docs`)."""
-        rows = sorted(self._visible(self._query_all(self.name, "", ["id", "doc", "token", "meta"], wide=True)),
+        rows = sorted(self._visible(self._query_all(self.name, "", ["id", "doc", "token", "meta"])),
                       key=lambda r: r["id"])
         return [list((r.get("meta") or {}).get("pages") or [1]) for r in rows]
 
@@ -717,7 +718,7 @@ class MilvusStore:
 
     def index_vectors(self, embedder: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         field = self.manifest["embedders"][embedder]["milvus_field"]
-        rows = sorted(self._visible(self._query_all(self.name, "", ["id", "doc", "token", field], wide=True)),
+        rows = sorted(self._visible(self._query_all(self.name, "", ["id", "doc", "token", field])),
                       key=lambda r: r["id"])
         ids = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
         vecs = np.asarray([r[field] for r in rows], dtype=np.float32).reshape(len(rows), dim)
@@ -735,7 +736,7 @@ class MilvusStore:
     def cached_tokens(self, tokenizer: str, hashes: list[str]) -> dict[str, list[str]]:
         keys = {self._token_key(tokenizer, h): h for h in hashes}
         if len(keys) > 10 * BATCH:  # a whole collection's (deriving BM25): one scan, not a filter per 500 keys
-            rows = [r for r in self._query_all(self.tokens_name, "", ["key", "value"], wide=True) if r["key"] in keys]
+            rows = [r for r in self._query_all(self.tokens_name, "", ["key", "value"]) if r["key"] in keys]
         else:
             rows = self._select_in(self.tokens_name, "key", list(keys), ["key", "value"])
         return {keys[r["key"]]: json.loads(r["value"]) for r in rows}

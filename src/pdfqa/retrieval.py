@@ -250,12 +250,9 @@ class StatementPrior:
     name = STATEMENT_PRIOR
 
     def __init__(self, collection, n_docs: int = STATEMENT_DOCS, k_doc: int = DOC_RRF_K):
-        from .text.tokenize import get_tokenizer
-
         self.collection, self.n_docs, self.k_doc = collection, n_docs, k_doc
         self.collection.page_index()
-        self._tok = get_tokenizer(collection.store.manifest.get("lexical", {}).get("bm25", {})
-                                  .get("tokenizer", "default"))
+        self._documents = DocumentPrior(collection)  # ranks the documents when the fusion has no document prior
 
     @property
     def active(self) -> bool:
@@ -270,10 +267,7 @@ class StatementPrior:
         kinds = question_statements(query) if idx.has_statements else []
         if not kinds:
             return {}
-        if doc_ranks:
-            docs = {d: r for d, r in doc_ranks.items() if r <= self.n_docs}
-        else:
-            docs = self.collection.document_index().ranks(self._tok(query), self.n_docs, source=DOC_PRIOR_SOURCE)
+        docs = {d: r for d, r in (doc_ranks or self._documents.ranks(query)).items() if r <= self.n_docs}
         return {pg: docs[pg[0]] for pg in idx.statement_pages(kinds, list(docs))}
 
     def candidate_rows(self, ranks: dict[tuple[str, int], int]) -> list[int]:

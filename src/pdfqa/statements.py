@@ -32,7 +32,7 @@ _OF = r"statements?\s+of\s+(?:consolidated\s+)?"
 #: opens the line or follows the company's name ("3M Company and Subsidiaries Consolidated Statement of
 #: Income", "CONSOLIDATED BALANCE SHEETS", "Consolidated Statements of Cash Flows Corning Incorporated and
 #: Subsidiary Companies"); comprehensive income is its own statement, not the income statement
-_LEAD = (r"(?:^|\b(?:subsidiaries|companies|compan(?:y|ies)|inc\.?|incorporated|corporation|corp\.?|co\.|"
+_LEAD = (r"(?:^|\b(?:subsidiaries|compan(?:y|ies)|inc\.?|incorporated|corporation|corp\.?|co\.|"
          r"plc|ltd\.?|limited|llc|n\.v\.|s\.a\.|ag)\s*[,:–—-]?\s+)(?:condensed\s+)?consolidated\s+")
 _TITLES = {
     "balance": re.compile(_LEAD + r"(?:balance\s+sheets?|" + _OF + r"(?:financial\s+(?:position|condition)|condition))\b",
