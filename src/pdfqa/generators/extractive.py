@@ -81,12 +81,11 @@ class ExtractiveGenerator(Generator):
     def generate(self, messages: list[dict], *, max_new_tokens: int = 512, **kwargs) -> str:
         raise NotImplementedError("the extractive answerer works on (question, contexts): use extract()")
 
-    def extract(self, question: str, contexts: list[str], similarity: Callable[[str, list[str]], list[float]] | None = None,
-                *, headings: list[str] | None = None) -> Extract | None:
-        """The answer to ``question`` from ``contexts`` (``None`` when no unit holds enough of the
-        question's words: see :attr:`min_support`). ``similarity(question, texts)``, when given (pdfqa
-        passes the collection's dense embedder), adds semantic closeness to the lexical score;
-        ``headings`` (one per context) count as the context of each of its units."""
+    def score_units(self, question: str, contexts: list[str],
+                    similarity: Callable[[str, list[str]], list[float]] | None = None, *,
+                    headings: list[str] | None = None) -> "UnitScores | None":
+        """Every answer unit of ``contexts`` scored against ``question`` (``None`` when the question
+        has no content words or the contexts no usable unit): what :meth:`extract` chooses from."""
         tok = get_tokenizer("default")
         q = analyse(question)
         qterms = q.terms
@@ -113,32 +112,35 @@ class ExtractiveGenerator(Generator):
                     around |= set(toks[k])
             supports.append((sum(idf[t] for t in qterms if t in set(ts)) + 0.5 * sum(
                 idf[t] for t in qterms if t in around and t not in set(ts))) / q_weight)
-        top = max(lex) or 1.0
         sims: list[float | None] = [None] * n
         if similarity is not None:
             order = sorted(range(n), key=lambda i: -lex[i])[: self.max_embedded]
             got = list(similarity(question, [units[i][1].display() for i in order]))
             for i, s in zip(order, got):
                 sims[i] = float(s)
-        known = [s for s in sims if s is not None]
-        lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
-        scored = []
+        typed = [q.atype in ("thing", "reason") or _has_type(q, u.text) for _, u in units]
         for i in range(n):
-            ci, u = units[i]
-            semantic = (sims[i] - lo) / (hi - lo) if sims[i] is not None and hi > lo else 0.0
-            base = 0.3 * lex[i] / top + 0.7 * semantic if known else lex[i] / top
-            typed = q.atype in ("thing", "reason") or _has_type(q, u.text)
-            if not typed:  # "who"/"when"/"how many" and no name/date/number here: weaker evidence of an answer
+            if not typed[i]:  # "who"/"when"/"how many" and no name/date/number here: weaker evidence of an answer
                 supports[i] *= UNTYPED_SUPPORT
-            score = base + (0.15 if typed else 0.0) + 0.02 / ci  # better-retrieved contexts win ties
-            scored.append((score, i))
-        scored.sort(reverse=True)
+        return UnitScores(q, units, toks, idf, lex, supports, sims, typed)
+
+    def extract(self, question: str, contexts: list[str], similarity: Callable[[str, list[str]], list[float]] | None = None,
+                *, headings: list[str] | None = None) -> Extract | None:
+        """The answer to ``question`` from ``contexts`` (``None`` when no unit holds enough of the
+        question's words: see :attr:`min_support`). ``similarity(question, texts)``, when given (pdfqa
+        passes the collection's dense embedder), adds semantic closeness to the lexical score;
+        ``headings`` (one per context) count as the context of each of its units."""
+        us = self.score_units(question, contexts, similarity, headings=headings)
+        if us is None:
+            return None
+        q, units, toks, supports, sims = us.question, us.units, us.tokens, us.supports, us.similarities
+        scores = us.combined()
+        scored = sorted(((sc, i) for i, sc in enumerate(scores)), reverse=True)
         best_i = scored[0][1]
         if supports[best_i] < self.min_support:  # the best unit must hold enough of the question's words
             return None
         ci, u = units[best_i]
-        weights = {t: idf[t] for t in qterms}
-        span = best_span(q, u.text, weights) if u.kind != "row" else None
+        span = best_span(q, u.text, us.idf) if u.kind != "row" else None
         shown = u.display()
         # a close second from another passage follows the supporting unit: retrieval ranks passages, not
         # answers, and a second source is often the one that says it outright
@@ -150,6 +152,37 @@ class ExtractiveGenerator(Generator):
             return Extract(span.text, f"{span.text}\n{shown} [{ci}]{more}", used, "span", u.text, supports[best_i],
                            sims[best_i])
         return Extract(shown, f"{shown} [{ci}]{more}", used, u.kind, u.text, supports[best_i], sims[best_i])
+
+
+@dataclass
+class UnitScores:
+    """What :meth:`ExtractiveGenerator.score_units` measured, one entry per unit: ``units`` as
+    ``(context number, Unit)``, their ``tokens``, BM25 ``lexical`` scores against the question,
+    ``supports`` (see :class:`Extract`), dense ``similarities`` (``None`` for units not embedded) and
+    ``typed`` (holds something of the asked type); ``idf`` weighs the question's terms."""
+
+    question: Question
+    units: list[tuple[int, Unit]]
+    tokens: list[list[str]]
+    idf: dict[str, float]
+    lexical: list[float]
+    supports: list[float]
+    similarities: list[float | None]
+    typed: list[bool]
+
+    def combined(self) -> list[float]:
+        """Each unit's score: lexical and (min-max scaled) dense closeness, a bonus for holding the
+        asked type, and a little for better-retrieved contexts (ties)."""
+        top = max(self.lexical) or 1.0
+        known = [s for s in self.similarities if s is not None]
+        lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
+        out = []
+        for i, (ci, _) in enumerate(self.units):
+            sim = self.similarities[i]
+            semantic = (sim - lo) / (hi - lo) if sim is not None and hi > lo else 0.0
+            base = 0.3 * self.lexical[i] / top + 0.7 * semantic if known else self.lexical[i] / top
+            out.append(base + (0.15 if self.typed[i] else 0.0) + 0.02 / ci)
+        return out
 
 
 def _has_type(q: Question, text: str) -> bool:
