@@ -351,3 +351,31 @@ def test_outlier_channels_are_found_and_kept_in_float32():
     split = (run(build_encoder(w, "int8", outliers=found)) * ref).sum(1).min()
     plain = (run(build_encoder(w, "int8-plain")) * ref).sum(1).min()
     assert split >= 0.99 and split > plain, (split, plain)
+
+
+def test_float_linears_run_in_float32_on_the_int8_graph():
+    """With 7-bit weights (a saturating u8s8 kernel: AVX2 without VNNI) the int8 graph keeps the value
+    projection in float32: the graph holds one float MatMul per layer for it, and is closer to float32
+    than the same graph with every linear in int8."""
+    import onnxruntime as ort
+
+    from pdfqa.embeddings.encoder_graph import EncoderConfig, RandomWeights, build_encoder
+
+    w = RandomWeights(EncoderConfig(hidden=64, layers=2, heads=4, ffn=128))
+    rng = np.random.default_rng(1)
+    emb, mask = rng.standard_normal((6, 24, 64)).astype(np.float32), np.ones((6, 24), np.int64)
+
+    def run(model):
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        v = sess.run(None, {"embeddings": emb, "mask": mask})[0]
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    with_v = build_encoder(w, "int8", weight_levels=63, float_linears=("v",))
+    plain = build_encoder(w, "int8", weight_levels=63)
+    count = lambda m, t: sum(1 for n in m.graph.node if n.op_type == t)  # noqa: E731
+    assert count(with_v, "MatMul") == count(plain, "MatMul") + 2  # one per layer
+    assert count(with_v, "DynamicQuantizeMatMul") == count(plain, "DynamicQuantizeMatMul") - 2
+    ref = run(build_encoder(w, "fp32"))
+    err_v = 1 - (run(with_v) * ref).sum(1)
+    err_plain = 1 - (run(plain) * ref).sum(1)
+    assert err_v.mean() < err_plain.mean(), (err_v.mean(), err_plain.mean())

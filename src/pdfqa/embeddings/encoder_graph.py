@@ -143,10 +143,10 @@ class GraphBuilder:
         scale = op("Div", [op("Max", [op("ReduceMax", [op("Abs", [x])], keepdims=0), self._s8["tiny"]]), self._s8["c"]])
         return op("QuantizeLinear", [x, scale, self._s8["zp"]]), scale
 
-    def linear(self, x: str, w32: np.ndarray, bias: np.ndarray, *, q4_blocks=None) -> str:
-        """y = x W^T + b with W (out, in) float32, on this builder's kernel."""
+    def linear(self, x: str, w32: np.ndarray, bias: np.ndarray, *, q4_blocks=None, kernel: str | None = None) -> str:
+        """y = x W^T + b with W (out, in) float32, on this builder's kernel (or ``kernel``)."""
         # (fusing Q/K/V into one product gains nothing here: the Split after it costs what it saves)
-        op, const, kernel = self.op, self.const, self.kernel
+        op, const, kernel = self.op, self.const, kernel or self.kernel
         n_out, n_in = w32.shape
         if kernel == "q4":
             qs = q4_blocks["qs"]
@@ -203,7 +203,8 @@ OUTLIER_SITES = ("qkv", "ao", "fi", "fo")
 
 
 def build_encoder(w: EncoderWeights, kernel: str = "fp32", *, outliers: dict | None = None,
-                  weight_levels: int = 127, probe_outputs: bool = False, q4=None, name: str = "encoder"):
+                  weight_levels: int = 127, float_linears: tuple[str, ...] = (), probe_outputs: bool = False,
+                  q4=None, name: str = "encoder"):
     """The encoder as an ``onnx.ModelProto`` (needs ``onnx``); inputs ``embeddings``, ``mask``; output ``pooled``.
 
     ``kernel``: one of GRAPH_KERNELS. For the int8 kernels, ``outliers`` maps a site (OUTLIER_SITES) to
@@ -213,7 +214,9 @@ def build_encoder(w: EncoderWeights, kernel: str = "fp32", *, outliers: dict | N
     channels' rows of the up-projection are zeroed in its int8 product, so they enter the down-projection as
     zeros, and a float32 side path (x → W_in[ch] → act → W_out[:, ch]) adds them back. Elsewhere the channels
     are masked out of the input before it is quantised (one Mul) and gathered for a float32 side product.
-    ``weight_levels`` is 127, or 63 where the u8s8 kernel saturates. ``q4(layer, name)`` gives a linear's
+    ``weight_levels`` is 127, or 63 where the u8s8 kernel saturates; ``float_linears`` names linears
+    (``q``, ``k``, ``v``, ``ao``, ``fi``, ``fo``) multiplied in float32 on the int8 kernels (with 7-bit
+    weights the value projection costs the worst texts their last 0.001 of cosine). ``q4(layer, name)`` gives a linear's
     Q4_0 blocks for the ``q4`` kernel. ``probe_outputs`` adds the four sites' activations of every layer as
     outputs (for :func:`find_outliers`).
     """
@@ -243,7 +246,8 @@ def build_encoder(w: EncoderWeights, kernel: str = "fp32", *, outliers: dict | N
             bias[zero_rows] = 0.0
         if zero_cols:  # input channels multiplied in float32 elsewhere
             w32[:, zero_cols] = 0.0
-        return g.linear(x, w32, bias, q4_blocks=q4(layer, lname) if kernel == "q4" else None)
+        return g.linear(x, w32, bias, q4_blocks=q4(layer, lname) if kernel == "q4" else None,
+                        kernel="fp32" if lname in float_linears and kernel.startswith("int8") else None)
 
     def split_input(x: str, cols: list[int], n_in: int) -> tuple[str, str | None]:
         """x with ``cols`` zeroed (what is quantised), and x[..., cols] (multiplied in float32)."""
