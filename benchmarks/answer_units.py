@@ -109,9 +109,11 @@ def unit_at_1(rows: list[dict], w: dict) -> float:
     return hit / len(rows) if rows else float("nan")
 
 
+#: sets with fewer questions (with a right unit) are reported, not chosen on
+MIN_SET = 30
 CURRENT = {"sem": 0.7, "typed": 0.15, "span": 0.0, "rank": 0.02, "top": 8}
-GRID = {"sem": [0.3, 0.5, 0.6, 0.7, 0.8, 0.9], "typed": [0.0, 0.1, 0.15, 0.25], "span": [0.0, 0.1, 0.2, 0.3, 0.5],
-        "rank": [0.0, 0.02, 0.05, 0.1], "top": [8, 16, 10_000]}
+GRID = {"sem": [0.0, 0.1, 0.2, 0.3, 0.5, 0.7], "typed": [0.0, 0.1, 0.15], "span": [0.0, 0.3, 0.5, 0.75, 1.0, 1.5],
+        "rank": [0.02, 0.05, 0.1, 0.2, 0.3], "top": [8, 16, 32, 10_000]}
 
 
 def grid(args) -> None:
@@ -126,9 +128,12 @@ def grid(args) -> None:
         table.append((w, per))
     cur = {s: unit_at_1(by[s], CURRENT) for s in sets}
 
+    chosen_on = [s for s in sets if len(by[s]) >= MIN_SET]
+
     def best(exclude: str | None) -> tuple[dict, dict]:
-        # the mean over sets, each set counted once whatever its size
-        return max(table, key=lambda t: statistics.fmean(v for s, v in t[1].items() if s != exclude))
+        # the mean over sets, each set counted once whatever its size (sets of fewer than MIN_SET
+        # questions are scored, not chosen on: one question there would outweigh ten elsewhere)
+        return max(table, key=lambda t: statistics.fmean(v for s, v in t[1].items() if s != exclude and s in chosen_on))
 
     w_all, per_all = best(None)
     print("\n| weighting | " + " | ".join(sets) + " | mean |")

@@ -28,7 +28,7 @@ from .text.tokenize import get_tokenizer
 
 #: minimum cosine similarity (default embedder) between the question and the best retrieved chunk
 #: below which pdfqa abstains without asking the generator; see benchmarks/README.md (calibration)
-MIN_EVIDENCE = {"e5-small": 0.80}
+MIN_EVIDENCE = {"e5-small": 0.82}
 #: questions longer than this (characters) are cut here before retrieval and answering, with a note
 MAX_QUESTION_CHARS = 1000
 _MARKER = re.compile(r"\[(\d+(?:\s*[,，、]\s*\d+)*)\]")

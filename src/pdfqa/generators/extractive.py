@@ -35,17 +35,30 @@ from ..text.lang import is_cjk
 from ..text.tokenize import get_tokenizer
 from ..text.units import Unit, answer_units
 from .base import Generator
-from .spans import Question, analyse, best_span, tokens
+from .spans import Question, Span, analyse, best_span, tokens
 
-#: below this share of the question's (idf-weighted) words found around the best unit, abstain; chosen
-#: across all sets by benchmarks/calibrate_abstention.py (benchmarks/README.md)
-MIN_SUPPORT = 0.25
+#: below this share of the question's (idf-weighted, rarest) words found around the best unit, abstain;
+#: chosen with qa.MIN_EVIDENCE by benchmarks/calibrate_abstention.py on jsquad, jaquad, squad, en_slides and
+#: ja_gov, reported leave-one-set-out (benchmarks/README.md; financebench_dev, which this answerer cannot
+#: answer, is reported, not chosen on)
+MIN_SUPPORT = 0.275
+#: support counts the question's rarest this-many words (by idf over the retrieved units)
+SUPPORT_TERMS = 8
 #: a unit without anything of the asked type (no date for "when") counts this share of its support
 UNTYPED_SUPPORT = 0.75
 #: a second unit (from another passage) is shown when it scores at least this share of the best one
 SECOND_UNIT = 0.85
-#: units given to the dense model per question (the best by term overlap): bounds the answer step's cost
-MAX_EMBEDDED = 8
+#: units given to the dense model per question (the best by term overlap): bounds the answer step's cost;
+#: the same units are searched for an answer span
+MAX_EMBEDDED = 16
+#: how a unit's score is made (see UnitScores.combined): the share of dense closeness against term
+#: overlap, the weight of its best answer span's score, of the retrieval rank of its passage (1/rank) and
+#: of holding the asked type. Chosen by benchmarks/answer_units.py across jsquad, jaquad, squad, en_slides
+#: and ja_gov with MAX_EMBEDDED (the unit holding the gold answer first: 0.819 -> 0.862 mean over the five;
+#: benchmarks/README.md)
+UNIT_WEIGHTS = {"semantic": 0.5, "span": 1.0, "rank": 0.2, "typed": 0.0}
+#: a span score counts up to this much (typed spans near the question's rare words score ~1-1.5)
+MAX_SPAN_SCORE = 1.5
 
 
 @dataclass
@@ -96,7 +109,9 @@ class ExtractiveGenerator(Generator):
         n = len(units)
         df = Counter(t for ts in toks for t in set(ts))
         idf = {t: math.log(1 + (n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) for t in qterms}
-        q_weight = sum(idf.values()) or 1.0
+        # support is the share of the question's rarest SUPPORT_TERMS words: a long question (an analyst's
+        # instructions around the ask) is not unsupported because the page lacks its boilerplate
+        q_weight = sum(sorted(idf.values(), reverse=True)[:SUPPORT_TERMS]) or 1.0
         avg = sum(map(len, toks)) / n or 1.0
         head_toks = [set(tok(h)) if h else set() for h in (headings or [""] * len(contexts))]
         lex, supports = [], []
@@ -112,17 +127,25 @@ class ExtractiveGenerator(Generator):
                     around |= set(toks[k])
             supports.append((sum(idf[t] for t in qterms if t in set(ts)) + 0.5 * sum(
                 idf[t] for t in qterms if t in around and t not in set(ts))) / q_weight)
+            supports[-1] = min(1.0, supports[-1])
         sims: list[float | None] = [None] * n
+        order = sorted(range(n), key=lambda i: -lex[i])[: self.max_embedded]
         if similarity is not None:
-            order = sorted(range(n), key=lambda i: -lex[i])[: self.max_embedded]
             got = list(similarity(question, [units[i][1].display() for i in order]))
             for i, s in zip(order, got):
                 sims[i] = float(s)
+        # the best-overlapping units are searched for a span: where the question's rare words stand right
+        # next to something of the asked type, that unit is the one that answers (measured: spans searched
+        # in every unit choose the same units)
+        spans: list[Span | None] = [None] * n
+        for i in order:
+            if units[i][1].kind != "row":
+                spans[i] = best_span(q, units[i][1].text, idf)
         typed = [q.atype in ("thing", "reason") or _has_type(q, u.text) for _, u in units]
         for i in range(n):
             if not typed[i]:  # "who"/"when"/"how many" and no name/date/number here: weaker evidence of an answer
                 supports[i] *= UNTYPED_SUPPORT
-        return UnitScores(q, units, toks, idf, lex, supports, sims, typed)
+        return UnitScores(q, units, toks, idf, lex, supports, sims, typed, spans)
 
     def extract(self, question: str, contexts: list[str], similarity: Callable[[str, list[str]], list[float]] | None = None,
                 *, headings: list[str] | None = None) -> Extract | None:
@@ -140,7 +163,7 @@ class ExtractiveGenerator(Generator):
         if supports[best_i] < self.min_support:  # the best unit must hold enough of the question's words
             return None
         ci, u = units[best_i]
-        span = best_span(q, u.text, us.idf) if u.kind != "row" else None
+        span = us.spans[best_i] if us.spans[best_i] is not None or u.kind == "row" else best_span(q, u.text, us.idf)
         shown = u.display()
         # a close second from another passage follows the supporting unit: retrieval ranks passages, not
         # answers, and a second source is often the one that says it outright
@@ -158,8 +181,9 @@ class ExtractiveGenerator(Generator):
 class UnitScores:
     """What :meth:`ExtractiveGenerator.score_units` measured, one entry per unit: ``units`` as
     ``(context number, Unit)``, their ``tokens``, BM25 ``lexical`` scores against the question,
-    ``supports`` (see :class:`Extract`), dense ``similarities`` (``None`` for units not embedded) and
-    ``typed`` (holds something of the asked type); ``idf`` weighs the question's terms."""
+    ``supports`` (see :class:`Extract`), dense ``similarities`` (``None`` for units not embedded),
+    ``typed`` (holds something of the asked type) and ``spans`` (the best answer span of each unit searched,
+    ``None`` elsewhere); ``idf`` weighs the question's terms."""
 
     question: Question
     units: list[tuple[int, Unit]]
@@ -169,19 +193,24 @@ class UnitScores:
     supports: list[float]
     similarities: list[float | None]
     typed: list[bool]
+    spans: list[Span | None]
 
-    def combined(self) -> list[float]:
-        """Each unit's score: lexical and (min-max scaled) dense closeness, a bonus for holding the
-        asked type, and a little for better-retrieved contexts (ties)."""
+    def combined(self, weights: dict[str, float] | None = None) -> list[float]:
+        """Each unit's score (``weights``: :data:`UNIT_WEIGHTS`): term overlap and (min-max scaled) dense
+        closeness, its best span's score, the retrieval rank of its passage, holding the asked type."""
+        w = weights or UNIT_WEIGHTS
         top = max(self.lexical) or 1.0
         known = [s for s in self.similarities if s is not None]
         lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
+        sem_w = w["semantic"] if known else 0.0
         out = []
         for i, (ci, _) in enumerate(self.units):
             sim = self.similarities[i]
             semantic = (sim - lo) / (hi - lo) if sim is not None and hi > lo else 0.0
-            base = 0.3 * self.lexical[i] / top + 0.7 * semantic if known else self.lexical[i] / top
-            out.append(base + (0.15 if self.typed[i] else 0.0) + 0.02 / ci)
+            span = self.spans[i]
+            out.append((1 - sem_w) * self.lexical[i] / top + sem_w * semantic
+                       + w["span"] * (max(0.0, min(MAX_SPAN_SCORE, span.score)) if span is not None else 0.0)
+                       + w["rank"] / ci + w["typed"] * self.typed[i])
         return out
 
 

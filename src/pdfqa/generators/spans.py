@@ -57,6 +57,7 @@ _NUMBER_WORDS = {"one", "two", "three", "four", "five", "six", "seven", "eight",
                  "twenty", "thirty", "forty", "fifty", "hundred", "thousand", "million", "billion", "trillion", "half",
                  "dozen", "first", "second", "third"}
 _CONNECT = {"of", "the", "and", "de", "for", "&", "von", "van", "la", "du"}
+_COPULA = {"is", "was", "are", "were"}
 _JA_CHUNK_POS = {"名詞", "接頭辞", "接尾辞"}
 _JA_PLACE_SUFFIX = ("県", "市", "国", "島", "州", "町", "村", "区", "郡", "諸島", "地方", "大陸", "半島", "湾", "川", "山")
 _JA_PERSON_SUFFIX = ("氏", "さん", "様", "公", "天皇", "将軍")
@@ -87,6 +88,9 @@ class Question:
     #: the noun the question word governs (``何音`` → ``音``, ``何人`` → ``人``): it ends the answer
     #: (``放出音``, ``25人``), so it is not trimmed as one of the question's own words
     head: str = ""
+    #: an English "what/who is|was ..." question: the answer is what follows "<its words> is|was" in a
+    #: sentence ("What was BPE originally?" - "BPE was originally a compression technique")
+    copula: bool = False
 
 
 @dataclass(slots=True)
@@ -151,7 +155,9 @@ def analyse(question: str) -> Question:
             rest = word[1:] if word.startswith("何") and len(word) > 1 else ""
             nxt = toks[wh + 1] if wh + 1 < len(toks) else None
             head = rest or (nxt.surface if nxt is not None and word in ("何", "なに", "なん") and nxt.pos in _JA_CHUNK_POS else "")
-    return Question(question, lang, atype, terms, left, right, head)
+    copula = (not ja and wh is not None and wh + 1 < len(toks) and toks[wh + 1].surface.lower() in _COPULA
+              and _CLOZE not in question)
+    return Question(question, lang, atype, terms, left, right, head, copula)
 
 
 def _candidates(toks: list[Tok], text: str, ja: bool) -> list[tuple[int, int]]:
@@ -216,7 +222,9 @@ def _typed(atype: str, toks: list[Tok], ja: bool) -> bool:
         if ja:
             suffix = _JA_PERSON_SUFFIX if atype == "person" else _JA_PLACE_SUFFIX
             return any(t.proper for t in toks) or text.endswith(suffix)
-        return words[0][:1].isupper() and not has_num
+        # a capitalised word, but not only acronyms (BPE, NASA): names are written in capitals and lower case
+        return (words[0][:1].isupper() and not has_num
+                and not (atype == "person" and all(w.isupper() for w in words if w[:1].isalpha())))
     return True
 
 
@@ -234,6 +242,9 @@ def best_span(q: Question, unit: str, weights: dict[str, float] | None = None, *
     for i, t in enumerate(toks):
         if t.norm in qset:
             where.setdefault(t.norm, []).append(i)
+    # "<question word> is|was": a copula right after the question's own words (what follows it is the answer)
+    copulas = [k for k, t in enumerate(toks) if q.copula and t.surface.lower() in _COPULA
+               and any(toks[m].norm in qset for m in range(max(0, k - 3), k))]
     best: Span | None = None
     for i, j in _candidates(toks, unit, ja):
         while i < j and (toks[i].norm in qset or toks[i].norm is None and not _is_number(toks[i].surface)):
@@ -263,6 +274,8 @@ def best_span(q: Question, unit: str, weights: dict[str, float] | None = None, *
             score += 0.4
         if q.right and _adjacent(toks, j - 1, q.right[0], before=False):
             score += 0.2
+        if copulas and any(0 < i - k <= 3 for k in copulas):
+            score += 0.4
         if ja and q.head and j - i > 1 and q.head.endswith(toks[j - 1].surface):
             score += 0.4  # 何音 → …音: the answer ends with the noun the question word governs
         score -= 0.03 * max(0, (j - i) - 3) + 0.1 * inside
