@@ -55,6 +55,7 @@ def main() -> int:
     ap.add_argument("records", help="JSONL written by answer_quality.py --no-abstain")
     ap.add_argument("--generator", default="extractive")
     ap.add_argument("--max-answerable", type=float, default=0.05, help="abstention allowed on answerable questions")
+    ap.add_argument("--rule", help="E,S: report this rule (e.g. the shipped one) instead of the chosen one")
     args = ap.parse_args()
     print("command:", " ".join([sys.executable, *sys.argv]))
     rows = [json.loads(line) for line in open(args.records, encoding="utf-8")]
@@ -62,6 +63,9 @@ def main() -> int:
     sets = list(dict.fromkeys(r["set"] for r in rows))
     e, s = choose(rows, sets, args.max_answerable)
     print(f"chosen on all sets: abstain when evidence < {e:.2f} or support < {s:.3f}\n")
+    if args.rule:
+        e, s = (float(x) for x in args.rule.split(","))
+        print(f"reported below with the given rule: evidence < {e:.2f} or support < {s:.3f}\n")
     print("| held-out set | rule chosen on the other sets (E, S) | abstain (answerable) | abstain (unanswerable) "
           "| with the all-sets rule: answerable | unanswerable |")
     print("|---|---|---|---|---|---|")

