@@ -145,7 +145,7 @@ class ExtractiveGenerator(Generator):
         for i in range(n):
             if not typed[i]:  # "who"/"when"/"how many" and no name/date/number here: weaker evidence of an answer
                 supports[i] *= UNTYPED_SUPPORT
-        return UnitScores(q, units, toks, idf, lex, supports, sims, typed, spans)
+        return UnitScores(q, units, toks, idf, lex, supports, sims, typed, spans, frozenset(order))
 
     def extract(self, question: str, contexts: list[str], similarity: Callable[[str, list[str]], list[float]] | None = None,
                 *, headings: list[str] | None = None) -> Extract | None:
@@ -163,7 +163,7 @@ class ExtractiveGenerator(Generator):
         if supports[best_i] < self.min_support:  # the best unit must hold enough of the question's words
             return None
         ci, u = units[best_i]
-        span = us.spans[best_i] if us.spans[best_i] is not None or u.kind == "row" else best_span(q, u.text, us.idf)
+        span = us.spans[best_i] if best_i in us.searched or u.kind == "row" else best_span(q, u.text, us.idf)
         shown = u.display()
         # a close second from another passage follows the supporting unit: retrieval ranks passages, not
         # answers, and a second source is often the one that says it outright
@@ -182,8 +182,8 @@ class UnitScores:
     """What :meth:`ExtractiveGenerator.score_units` measured, one entry per unit: ``units`` as
     ``(context number, Unit)``, their ``tokens``, BM25 ``lexical`` scores against the question,
     ``supports`` (see :class:`Extract`), dense ``similarities`` (``None`` for units not embedded),
-    ``typed`` (holds something of the asked type) and ``spans`` (the best answer span of each unit searched,
-    ``None`` elsewhere); ``idf`` weighs the question's terms."""
+    ``typed`` (holds something of the asked type) and ``spans`` (the best answer span of each unit in
+    ``searched``, ``None`` elsewhere); ``idf`` weighs the question's terms."""
 
     question: Question
     units: list[tuple[int, Unit]]
@@ -194,6 +194,7 @@ class UnitScores:
     similarities: list[float | None]
     typed: list[bool]
     spans: list[Span | None]
+    searched: frozenset[int]
 
     def combined(self, weights: dict[str, float] | None = None) -> list[float]:
         """Each unit's score (``weights``: :data:`UNIT_WEIGHTS`): term overlap and (min-max scaled) dense

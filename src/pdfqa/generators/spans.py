@@ -243,8 +243,8 @@ def best_span(q: Question, unit: str, weights: dict[str, float] | None = None, *
         if t.norm in qset:
             where.setdefault(t.norm, []).append(i)
     # "<question word> is|was": a copula right after the question's own words (what follows it is the answer)
-    copulas = [k for k, t in enumerate(toks) if q.copula and t.surface.lower() in _COPULA
-               and any(toks[m].norm in qset for m in range(max(0, k - 3), k))]
+    copulas = [k for k, t in enumerate(toks) if t.surface.lower() in _COPULA
+               and any(toks[m].norm in qset for m in range(max(0, k - 3), k))] if q.copula else []
     best: Span | None = None
     for i, j in _candidates(toks, unit, ja):
         while i < j and (toks[i].norm in qset or toks[i].norm is None and not _is_number(toks[i].surface)):
